@@ -1,0 +1,1 @@
+"""Pure detection: events in, findings and incidents out. No I/O, no clocks, no network."""

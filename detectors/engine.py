@@ -1,0 +1,85 @@
+"""The pure detection engine: decoded events in, incidents and containment commands out.
+
+The Faust worker and ``mlsentry replay`` both feed this same object, so a file replay and
+a live stream give the same incidents for the same events.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from detectors.base import Detector, build_detectors
+from detectors.containment import ContainmentPolicy
+from detectors.events import Event
+from detectors.findings import ContainmentCommand, Finding, Incident
+
+DEFAULT_DETECTORS = ("score_drift", "download_burst", "label_shift")
+
+
+@dataclass
+class EngineOutput:
+    """Everything one or more events caused, in the order it was decided."""
+
+    incidents: list[Incident] = field(default_factory=list)
+    commands: list[ContainmentCommand] = field(default_factory=list)
+
+    def extend(self, other: "EngineOutput") -> None:
+        self.incidents.extend(other.incidents)
+        self.commands.extend(other.commands)
+
+
+class Engine:
+    """Routes each event to the detectors that read its type and turns findings into incidents.
+
+    A (kind, subject) that already produced an incident within ``cooldown_ms`` of event
+    time is not reported again: one change, one incident. The memory of recent incidents
+    is bounded by ``max_open`` (oldest forgotten first).
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector] | None = None,
+        policy: ContainmentPolicy | None = None,
+        cooldown_ms: int = 3_600_000,
+        max_open: int = 100_000,
+    ) -> None:
+        self.detectors = list(detectors) if detectors is not None else build_detectors(DEFAULT_DETECTORS)
+        self.policy = policy or ContainmentPolicy()
+        self.cooldown_ms = cooldown_ms
+        self.max_open = max_open
+        self._routes: dict[type, list[Detector]] = {}
+        for detector in self.detectors:
+            for event_type in detector.event_types:
+                self._routes.setdefault(event_type, []).append(detector)
+        self._last_reported: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def process(self, event: Event, output: EngineOutput | None = None) -> EngineOutput:
+        """Feed one event to its detectors; append what it caused to ``output`` (or a new one)."""
+        output = output if output is not None else EngineOutput()
+        for detector in self._routes.get(type(event), ()):
+            finding = detector.update(event)
+            if finding is not None and self._is_new(finding):
+                incident = Incident.from_finding(finding)
+                output.incidents.append(incident)
+                output.commands.extend(self.policy.commands_for(incident))
+        return output
+
+    def process_many(self, events: Iterable[Event]) -> EngineOutput:
+        """Feed events in order; return everything they caused."""
+        output = EngineOutput()
+        for event in events:
+            self.process(event, output)
+        return output
+
+    def _is_new(self, finding: Finding) -> bool:
+        key = (finding.kind, finding.subject)
+        last = self._last_reported.get(key)
+        if last is not None and finding.ts - last < self.cooldown_ms:
+            return False
+        self._last_reported[key] = finding.ts
+        self._last_reported.move_to_end(key)
+        while len(self._last_reported) > self.max_open:
+            self._last_reported.popitem(last=False)
+        return True

@@ -1,0 +1,1 @@
+"""The edges: Kafka, codecs, sinks, settings and the command line."""
