@@ -1,0 +1,59 @@
+"""Publishes a batch's outputs (incidents, containment commands, dead letters) as Avro."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Protocol
+
+from streams.codec import encode_command, encode_dead_letter, encode_incident
+from streams.pipeline import BatchResult
+from streams.settings import Settings
+
+
+class RecordProducer(Protocol):
+    """The one producer call we need; Faust's and aiokafka's producers both fit behind it."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]: ...
+
+
+class BatchPublisher:
+    """Sends every output of a batch and waits until the broker acknowledged all of them."""
+
+    def __init__(self, producer: RecordProducer, settings: Settings) -> None:
+        self.producer = producer
+        self.settings = settings
+
+    async def publish(self, result: BatchResult) -> int:
+        pending: list[Awaitable[object]] = []
+        for incident in result.incidents:
+            key = incident.incident_id.encode()
+            pending.append(await self.producer.send(self.settings.topic_incidents, key, encode_incident(incident)))
+        for command in result.commands:
+            key = command.target.encode()  # all commands for one target stay in order on one partition
+            pending.append(await self.producer.send(self.settings.topic_containment, key, encode_command(command)))
+        for dead_letter in result.dead_letters:
+            pending.append(await self.producer.send(self.settings.topic_dead_letter, None, encode_dead_letter(dead_letter)))
+        if pending:
+            await asyncio.gather(*pending)
+        return len(pending)
+
+
+class FaustProducer:
+    """Adapts a Faust app's producer to ``RecordProducer``."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
+        producer = self.app.producer  # type: ignore[attr-defined]
+        return await producer.send(topic, key, value, None, None, None)
+
+
+class AIOKafkaRecordProducer:
+    """Adapts a started ``aiokafka.AIOKafkaProducer`` to ``RecordProducer``."""
+
+    def __init__(self, producer: object) -> None:
+        self.producer = producer
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
+        return await self.producer.send(topic, value=value, key=key)  # type: ignore[attr-defined]

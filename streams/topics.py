@@ -1,0 +1,67 @@
+"""Create mlsentry's topics when they are missing (existing topics are never altered)."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [
+        settings.topic_predictions,
+        settings.topic_access,
+        settings.topic_data_changes,
+        settings.topic_incidents,
+        settings.topic_containment,
+        settings.topic_dead_letter,
+    ]
+
+
+async def ensure_topics(settings: Settings, bootstrap_servers: str) -> list[str]:
+    """Create any missing mlsentry topic; return the names that were created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mlsentry-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in all_topics(settings) if name not in existing]
+        if missing:
+            new_topics = [NewTopic(name, settings.topic_partitions, 1) for name in missing]
+            try:
+                await admin.create_topics(new_topics)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race; the topic is there, which is all we need
+        return missing
+    finally:
+        await admin.close()
+
+
+async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> list[bytes]:
+    """Every message currently on ``topic`` (all partitions, from the beginning), no group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id="mlsentry-reader")
+    await consumer.start()
+    try:
+        partitions = sorted(await consumer.partitions_for_topic(topic) or ())  # type: ignore[attr-defined]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = sorted(consumer._client.cluster.partitions_for_topic(topic) or ())
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        end = await consumer.end_offsets(assigned)
+        values: list[bytes] = []
+        while any(await consumer.position(tp) < end[tp] for tp in assigned):
+            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                break
+            for messages in batch.values():
+                values.extend(message.value or b"" for message in messages)
+        return values
+    finally:
+        await consumer.stop()
