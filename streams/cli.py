@@ -55,8 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _worker, "demo": _demo, "replay": _replay, "simulate": _simulate,
         "publish": _publish, "sql": _sql, "settings": _show_settings,
     }[args.command]
+    from streams.store import StoreBusyError, UnsafeQueryError
+
     try:
         return handler(args)
+    except (StoreBusyError, UnsafeQueryError) as exc:
+        print(f"mlsentry {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -178,7 +183,10 @@ def _sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     client = connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
                      username=settings.clickhouse_user or None, password=settings.clickhouse_password or None)
-    columns, rows = query(client, args.query)
+    try:
+        columns, rows = query(client, args.query)
+    finally:
+        client.close()
     if args.json:
         for row in rows:
             print(json.dumps(dict(zip(columns, row)), default=str))

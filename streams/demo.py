@@ -124,7 +124,10 @@ async def _run(settings: Settings, bootstrap: str, report: DemoReport, out: Prin
     finally:
         await worker.stop()
     report.commands = [decode_command(raw) for raw in await read_all(bootstrap, settings.topic_containment)]
-    _summarise(scenario, report, worker, client, settings, out)
+    try:
+        _summarise(scenario, report, worker, client, settings, out)
+    finally:
+        client.close()
 
 
 async def _wait_for(condition: Callable[[], bool], timeout_s: float) -> None:

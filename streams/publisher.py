@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Awaitable, Protocol
 
-from streams.codec import encode_command, encode_dead_letter, encode_incident
+from streams.codec import DeadLetter, encode_command, encode_dead_letter, encode_incident
 from streams.pipeline import BatchResult
 from streams.settings import Settings
+
+
+#: Kafka's default message limit is 1 MiB; a dead letter keeps at most this much of the raw bytes.
+MAX_DEAD_LETTER_RAW_BYTES = 512 * 1024
+
+
+def fit_for_kafka(dead_letter: DeadLetter, max_raw_bytes: int) -> DeadLetter:
+    """Truncate an oversized message's raw bytes so its dead letter can still be published."""
+    if len(dead_letter.raw) <= max_raw_bytes:
+        return dead_letter
+    note = f" (raw truncated to the first {max_raw_bytes} of {len(dead_letter.raw)} bytes)"
+    return dataclasses.replace(dead_letter, raw=dead_letter.raw[:max_raw_bytes], reason=dead_letter.reason + note)
 
 
 class RecordProducer(Protocol):
@@ -32,7 +45,8 @@ class BatchPublisher:
             key = command.target.encode()  # all commands for one target stay in order on one partition
             pending.append(await self.producer.send(self.settings.topic_containment, key, encode_command(command)))
         for dead_letter in result.dead_letters:
-            pending.append(await self.producer.send(self.settings.topic_dead_letter, None, encode_dead_letter(dead_letter)))
+            value = encode_dead_letter(fit_for_kafka(dead_letter, MAX_DEAD_LETTER_RAW_BYTES))
+            pending.append(await self.producer.send(self.settings.topic_dead_letter, None, value))
         if pending:
             await asyncio.gather(*pending)
         return len(pending)

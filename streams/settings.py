@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,7 +18,7 @@ from detectors.engine import DEFAULT_DETECTORS
 
 ENV_PREFIX = "MLSENTRY_"
 EMBEDDED = "embedded"
-_SECRET_FIELDS = frozenset({"clickhouse_password", "kafka_sasl_password", "command_signing_key"})
+_SECRET_FIELDS = frozenset({"clickhouse_password"})
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,6 @@ class Settings:
     clickhouse_database: str = "mlsentry"
     clickhouse_user: str = ""
     clickhouse_password: str = ""
-    kafka_sasl_password: str = ""
-    command_signing_key: str = ""
     #: Comma-separated registered detector names.
     detectors: tuple[str, ...] = DEFAULT_DETECTORS
     containment_mode: str = "dry_run"
@@ -59,8 +57,6 @@ class Settings:
     session_timeout_s: float = 10.0
     max_message_bytes: int = 1 << 20
     max_field_bytes: int = 1 << 16
-    log_level: str = "warn"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -68,8 +64,6 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for spec in fields(cls):
-            if spec.name == "extra":
-                continue
             raw = environ.get(env_var(spec.name))
             if raw is not None:
                 values[spec.name] = _parse(spec.name, raw, cls._default_of(spec))

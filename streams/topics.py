@@ -45,10 +45,7 @@ async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) 
                                 auto_offset_reset="earliest", client_id="mlsentry-reader")
     await consumer.start()
     try:
-        partitions = sorted(await consumer.partitions_for_topic(topic) or ())  # type: ignore[attr-defined]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = sorted(consumer._client.cluster.partitions_for_topic(topic) or ())
+        partitions = sorted(await _partitions_of(consumer, topic))
         assigned = [TopicPartition(topic, p) for p in partitions]
         if not assigned:
             return []
@@ -56,7 +53,7 @@ async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) 
         await consumer.seek_to_beginning(*assigned)
         end = await consumer.end_offsets(assigned)
         values: list[bytes] = []
-        while any(await consumer.position(tp) < end[tp] for tp in assigned):
+        while [tp for tp in assigned if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
             if not batch:
                 break
@@ -65,3 +62,11 @@ async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) 
         return values
     finally:
         await consumer.stop()
+
+
+async def _partitions_of(consumer: object, topic: str) -> set[int]:
+    """Partition ids of ``topic``, fetching metadata for it if the client has none yet."""
+    client = consumer._client  # type: ignore[attr-defined]
+    client.add_topic(topic)
+    await client.force_metadata_update()
+    return set(client.cluster.partitions_for_topic(topic) or ())

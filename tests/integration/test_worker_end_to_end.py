@@ -83,6 +83,13 @@ async def test_published_attacks_become_incident_rows_and_containment_commands(e
         await _run_until(worker, lambda: worker.stats.events + worker.stats.dead_letters >= expected)
     finally:
         await worker.stop()
+    try:
+        await _check_outputs(settings, bootstrap, client, scenario, worker, malformed)
+    finally:
+        client.close()  # chDB: one open directory per process
+
+
+async def _check_outputs(settings, bootstrap, client, scenario, worker, malformed):
 
     assert worker.stats.events == len(scenario.records), "every valid event around the bad ones is processed"
     assert worker.stats.dead_letters == len(malformed)

@@ -53,3 +53,14 @@ def test_dataset_incidents_freeze_the_dataset():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError):
         ContainmentPolicy(mode="fire")
+
+
+def test_oversized_dead_letters_are_truncated_for_kafka_with_a_note():
+    from streams.codec import DeadLetter
+    from streams.publisher import fit_for_kafka
+
+    big = DeadLetter("t", 0, 5, 1, "message too large", "too_large", b"x" * 2000, "access")
+    fitted = fit_for_kafka(big, 100)
+    assert fitted.raw == b"x" * 100 and "first 100 of 2000 bytes" in fitted.reason
+    small = DeadLetter("t", 0, 5, 1, "bad", "malformed", b"abc", "access")
+    assert fit_for_kafka(small, 100) is small
