@@ -15,7 +15,7 @@ from detectors.containment import ContainmentPolicy
 from detectors.events import Event
 from detectors.findings import ContainmentCommand, Finding, Incident
 
-DEFAULT_DETECTORS = ("score_drift", "download_burst", "label_shift")
+DEFAULT_DETECTORS = ("score_drift", "download_burst", "label_shift", "provenance")
 
 
 @dataclass

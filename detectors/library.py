@@ -1,3 +1,3 @@
 """Imports every built-in detector module so each registers itself by name."""
 
-from detectors import download_burst, label_shift, score_drift  # noqa: F401
+from detectors import download_burst, label_shift, provenance, score_drift  # noqa: F401

@@ -1,0 +1,57 @@
+"""Download bursts: quiet for a simulated day of normal traffic, catches a bulk pull mid-minute."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from detectors._testing import MINUTE_MS, T0, download_stream
+from detectors.download_burst import DownloadBurstDetector
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_day_of_normal_downloads_gives_no_findings() -> None:
+    detector = DownloadBurstDetector()
+    events = download_stream(seed=2, n_principals=300, minutes=1440)
+    assert [f for event in events if (f := detector.update(event))] == []
+
+
+def test_burst_is_caught_within_its_first_minute_once() -> None:
+    events = download_stream(seed=3, n_principals=30, minutes=60, burst=("u3", 40, 200, 2))
+    detector = DownloadBurstDetector()
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [index for index, _ in found] == [264]  # one burst, one finding
+    finding = found[0][1]
+    assert finding.kind == "download_burst" and finding.principal == "u3"
+    assert finding.window_end - T0 < 41 * MINUTE_MS  # still inside the burst's first minute
+    assert finding.window_start == T0 + 40 * MINUTE_MS
+    assert finding.evidence["downloads_in_window"] == "21"
+    assert finding.evidence["distinct_resources"] == "21"
+    assert finding.evidence["baseline"] == "own"
+    assert "u3" in finding.summary and "2026-01-01T00:40:00+00:00" in finding.summary
+
+
+def test_new_principal_is_judged_against_peers() -> None:
+    events = download_stream(seed=6, n_principals=20, minutes=30, burst=("newcomer", 25, 60, 1))
+    detector = DownloadBurstDetector()
+    findings = [f for event in events if (f := detector.update(event))]
+    assert [(f.principal, f.evidence["baseline"]) for f in findings] == [("newcomer", "peers")]
+
+
+def test_bytes_alone_can_trigger() -> None:
+    event = download_stream(seed=7, n_principals=1, minutes=30)[0]
+    detector = DownloadBurstDetector(min_bytes=10 * 2**30)
+    finding = None
+    for step in range(3):
+        finding = detector.update(replace(event, ts=event.ts + step, bytes=4 * 2**30)) or finding
+    assert finding is not None and finding.evidence["downloads_in_window"] == "3"
+
+
+def test_denied_and_non_download_events_are_ignored() -> None:
+    event = download_stream(seed=8, n_principals=1, minutes=30)[0]
+    detector = DownloadBurstDetector(min_count=1)
+    assert detector.update(replace(event, outcome="denied", count=50)) is None
+    assert detector.update(replace(event, action="query", count=50)) is None
+    assert detector.n_tracked_keys == 0

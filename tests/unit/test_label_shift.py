@@ -1,0 +1,66 @@
+"""Label shift: quiet on a healthy dataset, catches a poisoned change and does not learn it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from detectors._testing import data_change_stream
+from detectors.label_shift import LabelShiftDetector, chi2_sf
+
+pytestmark = pytest.mark.unit
+
+
+def _df3(x: float) -> float:
+    """Closed form of the chi-square(3) survival function."""
+    return math.erfc(math.sqrt(x / 2)) + math.sqrt(2 * x / math.pi) * math.exp(-x / 2)
+
+
+def test_healthy_changes_give_no_findings() -> None:
+    detector = LabelShiftDetector()
+    assert [f for event in data_change_stream(seed=4, n=2000) if (f := detector.update(event))] == []
+
+
+def test_poisoned_change_is_caught_at_pinned_index_with_evidence() -> None:
+    events = data_change_stream(seed=11, n=20, poison_at=8)
+    detector = LabelShiftDetector()
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [index for index, _ in found] == [8]
+    finding = found[0][1]
+    assert finding.kind == "label_shift" and finding.dataset == "transactions"
+    assert finding.evidence["version"] == "v9"
+    assert finding.evidence["source"] == "partner-feed" and finding.evidence["actor"] == "contractor-7"
+    assert finding.evidence["approved_by"] == "" and finding.evidence["consumers"] == "fraud-model"
+    assert float(finding.evidence["tvd"]) == pytest.approx(0.26, abs=0.01)
+    assert float(finding.evidence["p_value"]) < 1e-100
+    assert "fraud=0.0499" in finding.evidence["baseline_proportions"]
+    for word in ("transactions", "v9", "partner-feed", "contractor-7", "no approval", "fraud-model"):
+        assert word in finding.summary
+
+
+def test_poisoned_change_is_not_learned() -> None:
+    events = data_change_stream(seed=11, n=20, poison_at=8)
+    detector = LabelShiftDetector()
+    for event in events[:9]:
+        detector.update(event)
+    again = replace(events[8], version="v9b", event_id="again")
+    assert detector.update(again) is not None  # still a shift: the first one was not learned
+    assert detector.update(again) is None  # the same flagged change redelivered
+
+
+def test_warmup_and_min_rows_gate_findings() -> None:
+    events = data_change_stream(seed=12, n=10, poison_at=2)
+    assert [f for e in events if (f := LabelShiftDetector().update(e))] == []
+    small = [replace(e, label_counts={k: v // 20 for k, v in e.label_counts.items()}) for e in events]
+    detector = LabelShiftDetector(warmup=1)
+    assert [f for e in small if (f := detector.update(e))] == []
+
+
+@pytest.mark.parametrize(
+    ("x", "df", "expected"),
+    [(3.841458820694124, 1, 0.05), (5.991464547107979, 2, 0.05), (11.070497693516351, 5, 0.05), (0.5, 3, _df3(0.5)), (90.0, 3, _df3(90.0))],
+)
+def test_chi2_survival_matches_tables(x: float, df: int, expected: float) -> None:
+    assert chi2_sf(x, df) == pytest.approx(expected, rel=1e-5)

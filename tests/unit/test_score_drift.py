@@ -1,0 +1,61 @@
+"""Score drift: quiet on a long healthy stream, catches an abrupt shift at a pinned index."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from detectors._testing import score_stream
+from detectors.findings import severity_for
+from detectors.score_drift import ScoreDriftDetector
+
+pytestmark = pytest.mark.unit
+
+
+def test_long_healthy_stream_gives_no_findings() -> None:
+    detector = ScoreDriftDetector()
+    findings = [f for event in score_stream(seed=1, n=200_000) if (f := detector.update(event))]
+    assert findings == []
+
+
+def test_abrupt_shift_is_caught_at_pinned_index_with_evidence() -> None:
+    events = score_stream(seed=7, n=3000, change_at=1000)
+    detector = ScoreDriftDetector()
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [index for index, _ in found] == [1087]  # one change, one finding
+    finding = found[0][1]
+    assert finding.kind == "prediction_drift"
+    assert (finding.model_id, finding.model_version) == ("churn", "v1")
+    assert finding.window_start == events[992].ts and finding.window_end == events[1087].ts
+    assert float(finding.evidence["baseline_mean"]) == pytest.approx(0.30, abs=0.02)
+    assert float(finding.evidence["recent_mean"]) == pytest.approx(0.60, abs=0.03)
+    assert float(finding.evidence["effect_size_cohens_d"]) > 1.5
+    assert finding.evidence["n_before"] == "992"
+    assert "2026-01-01T00:16:32+00:00" in finding.summary
+    assert severity_for(finding.strength) == "critical"
+    assert finding.recommended_actions
+
+
+def test_shift_smaller_than_minimum_effect_is_ignored() -> None:
+    # Beta(3,7) -> Beta(3.2,6.8): mean 0.30 -> 0.32, far below half a standard deviation.
+    events = score_stream(seed=2, n=60_000, change_at=10_000, after=(3.2, 6.8))
+    detector = ScoreDriftDetector()
+    assert [f for event in events if (f := detector.update(event))] == []
+
+
+def test_feedback_and_missing_scores_are_skipped() -> None:
+    detector = ScoreDriftDetector()
+    event = score_stream(seed=3, n=1)[0]
+    assert detector.update(replace(event, features={}, label="yes")) is None
+    assert detector.update(replace(event, score=None)) is None
+    assert detector.n_tracked_keys == 0
+
+
+def test_model_versions_are_judged_separately() -> None:
+    detector = ScoreDriftDetector()
+    v1 = score_stream(seed=4, n=2000, change_at=1000, model=("churn", "v1"))
+    v2 = score_stream(seed=5, n=2000, model=("churn", "v2"))
+    findings = [f for pair in zip(v1, v2) for event in pair if (f := detector.update(event))]
+    assert [(f.model_version, f.kind) for f in findings] == [("v1", "prediction_drift")]
+    assert detector.n_tracked_keys == 2
