@@ -14,8 +14,7 @@ from detectors.base import Detector, build_detectors
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
 from detectors.findings import ContainmentCommand, Finding, Incident
-
-DEFAULT_DETECTORS = ("score_drift", "download_burst", "label_shift", "provenance")
+from detectors.library import DEFAULT_DETECTORS
 
 
 @dataclass
