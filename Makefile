@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-unit test-integration eval bench clean lock
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-build.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-build.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -31,6 +32,7 @@ lock: $(STAMP)
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
+	$(VENV)/bin/uv pip compile requirements-build.in --generate-hashes --python-version 3.11 -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
