@@ -16,12 +16,13 @@ WIRE_FORMATS = ("json", "avro", "confluent")
 def partition_key(event: Event) -> bytes:
     """Events of one subject share a partition, so one worker owns that subject's state.
 
-    Kafka's default partitioner hashes key bytes with murmur2, which is stable across
-    processes and languages.
+    Predictions are keyed by ``model_id`` (not version) so a canary and its incumbent,
+    and feedback and the prediction it labels, meet in the same partition. Kafka's
+    default partitioner hashes key bytes with murmur2, stable across processes.
     """
     event_type = event_type_name(event)
     if event_type == "prediction":
-        return f"{event.model_id}:{event.model_version}".encode()  # type: ignore[union-attr]
+        return event.model_id.encode()  # type: ignore[union-attr]
     if event_type == "access":
         return event.principal.encode()  # type: ignore[union-attr]
     return event.dataset.encode()  # type: ignore[union-attr]
