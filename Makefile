@@ -36,3 +36,7 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
+
+# Performance: transport ceiling vs worker vs replay, latency, memory, scaling (results in bench/results/).
+bench: $(STAMP)
+	$(PY) -m bench.perf

@@ -1,0 +1,112 @@
+"""`make bench`: issue 6's measurements side by side in one run, written to bench/results/.
+
+python -m bench.perf [--events N] [--quick] [--skip-scaling] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.perf import measure
+from bench.perf.workload import build_workload
+from streams.broker import EmbeddedBroker
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    workload = build_workload(args.events)
+    print(f"workload: {len(workload.events)} events", flush=True)
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="mlsentry-bench-") as tmp:
+        bootstrap = broker.bootstrap_servers
+        settings = measure.bench_settings(bootstrap, "e2e", Path(tmp) / "e2e")
+        results["publish_s"] = await measure.publish_workload(settings, bootstrap, workload)
+        results["transport"] = await measure.transport_ceiling(settings, bootstrap, len(workload.messages))
+        print("transport", results["transport"], flush=True)
+        results["worker"] = await measure.worker_end_to_end(settings, bootstrap, len(workload.messages))
+        print("worker", results["worker"], flush=True)
+        results["replay"] = measure.replay_throughput(workload, settings)
+        print("replay", results["replay"], flush=True)
+        rate = max(100.0, results["worker"]["events_per_s"] / 2)
+        latency_settings = measure.bench_settings(bootstrap, "lat", Path(tmp) / "lat")
+        results["latency"] = await measure.detection_latency(latency_settings, bootstrap, rate, args.latency_s)
+        results["latency"]["rate_per_s"] = rate
+        print("latency", results["latency"], flush=True)
+        if not args.skip_scaling:
+            for processes in (1, 2):
+                tag = f"scale{processes}"
+                scale_settings = measure.bench_settings(bootstrap, tag, Path(tmp) / tag)
+                await measure.publish_workload(scale_settings, bootstrap, workload)
+                results[f"scaling_{processes}"] = measure.scaling(bootstrap, len(workload.messages), processes, tag)
+                print(f"scaling {processes}", results[f"scaling_{processes}"], flush=True)
+    if not args.skip_memory:
+        results["memory"] = measure.memory_footprint(args.principals, 10_000)
+        print("memory", results["memory"], flush=True)
+    return results
+
+
+def _table(results: dict[str, Any], args: argparse.Namespace) -> str:
+    transport, worker, replay = results["transport"], results["worker"], results["replay"]
+    rows = [
+        ("1. transport ceiling (raw aiokafka getmany)", f"{transport['events_per_s']:,.0f} events/s", ""),
+        ("2. worker end to end (decode, all detectors, chDB, Kafka outputs)", f"{worker['events_per_s']:,.0f} events/s",
+         f"{worker['events_per_s'] / transport['events_per_s']:.1%} of (1); group join + start {worker['startup_s']:.1f} s; target >= 25%"),
+        ("3. replay (JSON lines, all detectors, no broker)", f"{replay['events_per_s']:,.0f} events/s",
+         f"engine alone {replay['engine_events_per_s']:,.0f} events/s; target >= 100,000"),
+    ]
+    latency = results["latency"]
+    if latency.get("samples"):
+        rows.append((f"4. detection latency at {latency['rate_per_s']:,.0f} events/s",
+                     f"p50 {latency['p50_s'] * 1000:.0f} ms, p99 {latency['p99_s'] * 1000:.0f} ms",
+                     f"{latency['samples']} attacks; publish of decisive event -> row flushed in chDB + command acked; target p99 <= 1 s"))
+    if "memory" in results:
+        memory = results["memory"]
+        rows.append((f"5. memory after {memory['principals']:,} principals + {memory['segments']:,} segments",
+                     f"{memory['rss_after_segments_mb']:,.0f} MB RSS",
+                     f"{memory['bytes_per_principal']:,.0f} bytes per principal (detectors keep at most max_keys each); target <= 1 KB"))
+    for processes in (1, 2):
+        scale = results.get(f"scaling_{processes}")
+        if scale:
+            rows.append((f"6. scaling: {processes} worker process(es), one group", f"{scale['events_per_s']:,.0f} events/s", ""))
+    lines = [f"# mlsentry benchmark, {args.date}", "", f"Machine: {_machine()}", "",
+             f"Command: `make bench` (`python -m bench.perf --events {args.events}`); workload: "
+             f"{worker['events']:,} mixed events of the demo's traffic (Avro), 4 partitions per topic, embedded tansu broker, chDB.",
+             "", "| measurement | result | notes |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {note} |" for name, value, note in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--principals", type=int, default=1_000_000)
+    parser.add_argument("--latency-s", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="30k events, 100k principals, no scaling run")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--date", default=dt.date.today().isoformat())
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.principals, args.skip_scaling, args.latency_s = 30_000, 100_000, True, 10.0
+    results = asyncio.run(_run(args))
+    table = _table(results, args)
+    print("\n" + table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"perf-{args.date}.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()

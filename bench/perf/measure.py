@@ -1,0 +1,222 @@
+"""One function per measurement of issue 6; each returns a small dict of figures."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from bench.perf.workload import Workload
+from detectors.engine import Engine
+from detectors.events import AccessEvent, PredictionEvent
+from streams.pipeline import BatchResult, engine_from_settings
+from streams.publishing import start_producer
+from streams.replay import replay
+from streams.settings import Settings
+from streams.store import IncidentStore, connect, ensure_schema
+from streams.topics import ensure_topics
+from streams.worker import Worker
+
+
+def bench_settings(bootstrap: str, tag: str, data_dir: Path) -> Settings:
+    return Settings.load(
+        environ={}, bootstrap_servers=bootstrap, group_id=f"bench-{tag}", topic_predictions=f"{tag}.predictions",
+        topic_access=f"{tag}.access", topic_data_changes=f"{tag}.data_changes", topic_incidents=f"{tag}.incidents",
+        topic_containment=f"{tag}.containment", topic_dead_letter=f"{tag}.dead_letter", topic_partitions=4,
+        data_dir=str(data_dir), session_timeout_s=2.0,
+    )
+
+
+async def publish_workload(settings: Settings, bootstrap: str, workload: Workload) -> float:
+    await ensure_topics(settings, bootstrap)
+    topics = {kind: topic for topic, kind in settings.input_topics.items()}
+    producer = await start_producer(bootstrap)
+    started = time.perf_counter()
+    try:
+        futures = [await producer.send(topics[kind], value=value, key=key) for kind, key, value in workload.messages]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def transport_ceiling(settings: Settings, bootstrap: str, n_messages: int) -> dict[str, Any]:
+    """A raw aiokafka consumer draining every prepared message (decode nothing)."""
+    consumer = AIOKafkaConsumer(*settings.input_topics, bootstrap_servers=bootstrap, group_id=f"{settings.group_id}-raw",
+                                auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=2000,
+                                heartbeat_interval_ms=500, max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        while not consumer.assignment():  # time the draining, not the group join
+            await asyncio.sleep(0.001)
+        first, count = time.perf_counter(), 0
+        while count < n_messages:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+            count += sum(len(messages) for messages in batch.values())
+        elapsed = time.perf_counter() - first
+    finally:
+        await consumer.stop()
+    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+
+
+async def worker_end_to_end(settings: Settings, bootstrap: str, n_messages: int) -> dict[str, Any]:
+    """Decode -> every detector -> chDB flush -> Kafka outputs, in one worker."""
+    client = connect(settings.resolved_clickhouse_dsn)
+    ensure_schema(client)
+    first: list[float] = []
+
+    def observe(result: BatchResult) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    worker = Worker(settings, IncidentStore(client), bootstrap, observe)
+    started = time.perf_counter()
+    await worker.start()
+    try:
+        while worker.stats.events + worker.stats.dead_letters < n_messages:
+            await asyncio.sleep(0.02)
+        done = time.perf_counter()
+    finally:
+        await worker.stop()
+        client.close()
+    processing = done - first[0]
+    return {"events": worker.stats.events, "seconds": processing, "startup_s": first[0] - started,
+            "events_per_s": worker.stats.events / processing, "incidents": worker.stats.incidents}
+
+
+def replay_throughput(workload: Workload, settings: Settings) -> dict[str, Any]:
+    lines = [json.dumps(record) for record in workload.records]
+    engine = engine_from_settings(settings)
+    started = time.perf_counter()
+    report = replay(lines, engine, io.StringIO())
+    elapsed = time.perf_counter() - started
+    engine_only = engine_from_settings(settings)
+    started = time.perf_counter()
+    engine_only.process_many(workload.events)
+    engine_elapsed = time.perf_counter() - started
+    return {"events": report.events, "seconds": elapsed, "events_per_s": report.events / elapsed,
+            "engine_events_per_s": len(workload.events) / engine_elapsed, "incidents": report.incidents}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_footprint(n_principals: int = 1_000_000, n_segments: int = 10_000) -> dict[str, Any]:
+    """RSS growth after every detector has seen ``n_principals`` principals and ``n_segments`` segments."""
+    engine = Engine()
+    gc.collect()
+    before = rss_bytes()
+    ts = 1_796_083_200_000
+    for index in range(n_principals):
+        engine.process(AccessEvent(event_id=f"m{index}", ts=ts + index, principal=f"principal-{index}",
+                                   action="download" if index % 2 else "query", resource_type="model",
+                                   resource="fraud:v3", bytes=1000, count=1))
+    gc.collect()
+    after_principals = rss_bytes()
+    for index in range(n_segments * 3):
+        segment = {"region": f"r{index % n_segments}", "device": f"d{index % 7}"}
+        engine.process(PredictionEvent(event_id=f"s{index}", ts=ts + n_principals + index, model_id="fraud",
+                                       model_version="v3", principal=f"svc-{index % 50}", segment=segment,
+                                       features={"amount": float(index % 100)}, prediction="negative", score=0.3))
+    gc.collect()
+    after_segments = rss_bytes()
+    return {"principals": n_principals, "segments": n_segments, "rss_before_mb": before / 2**20,
+            "rss_after_principals_mb": after_principals / 2**20, "rss_after_segments_mb": after_segments / 2**20,
+            "bytes_per_principal": (after_principals - before) / n_principals,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+async def detection_latency(settings: Settings, bootstrap: str, rate_per_s: float, duration_s: float) -> dict[str, Any]:
+    """Publish at a steady rate with periodic download bursts; time publish(decisive event) -> durable outputs."""
+    client = connect(settings.resolved_clickhouse_dsn)
+    ensure_schema(client)
+    await ensure_topics(settings, bootstrap)
+    published_at: dict[tuple[str, int], float] = {}
+    latencies: list[float] = []
+
+    def observe(result: BatchResult) -> None:
+        now = time.perf_counter()  # the observer runs after the chDB flush and the Kafka acks
+        for incident in result.incidents:
+            sent = published_at.get((incident.principal or "", incident.window_end))
+            if sent is not None:
+                latencies.append(now - sent)
+
+    worker = Worker(settings, IncidentStore(client), bootstrap, observe)
+    await worker.start()
+    try:
+        await _steady_publish(settings, bootstrap, rate_per_s, duration_s, published_at)
+        await asyncio.sleep(2.0)
+    finally:
+        await worker.stop()
+        client.close()
+    if not latencies:
+        return {"samples": 0}
+    latencies.sort()
+    return {"samples": len(latencies), "p50_s": statistics.median(latencies),
+            "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], "max_s": latencies[-1]}
+
+
+async def _steady_publish(settings: Settings, bootstrap: str, rate: float, duration_s: float,
+                          published_at: dict[tuple[str, int], float]) -> None:
+    from streams.codec import encode_event
+
+    producer = await start_producer(bootstrap)
+    start_wall, ts0 = time.perf_counter(), 1_796_083_200_000
+    sent = 0
+    try:
+        while (elapsed := time.perf_counter() - start_wall) < duration_s:
+            due = int(elapsed * rate)
+            while sent < due:
+                event, decisive = _latency_event(sent, ts0)
+                await producer.send(settings.topic_access, value=encode_event(event), key=event.principal.encode())
+                if decisive:
+                    published_at[(event.principal, event.ts)] = time.perf_counter()
+                sent += 1
+            await asyncio.sleep(0.002)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _latency_event(index: int, ts0: int) -> tuple[AccessEvent, bool]:
+    """Background queries by 200 services; every 2,000th event starts a 40-download burst by a new principal."""
+    ts = ts0 + index * 50
+    cycle, step = divmod(index, 2000)
+    if step < 40 and cycle > 0:
+        principal = f"burst-{cycle}"
+        return AccessEvent(f"l{index}", ts, principal, "download", "model", f"fraud:v{step % 5}", bytes=10**8), True
+    return AccessEvent(f"l{index}", ts, f"svc-{index % 200}", "query", "endpoint", "fraud-api", count=5), False
+
+
+def scaling(bootstrap: str, workload_size: int, processes: int, tag: str) -> dict[str, Any]:
+    """Drain the same topic with ``processes`` worker processes in one group (each its own chDB dir)."""
+    script = Path(__file__).with_name("worker_process.py")
+    tmp = Path(tempfile.mkdtemp(prefix="mlsentry-scale-"))
+    commands = [[sys.executable, str(script), bootstrap, tag, str(tmp / f"w{index}"), str(workload_size)]
+                for index in range(processes)]
+    started = time.perf_counter()
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands]
+    outputs = [json.loads(proc.communicate(timeout=600)[0].strip().splitlines()[-1]) for proc in procs]
+    wall = time.perf_counter() - started
+    shutil.rmtree(tmp, ignore_errors=True)
+    events = sum(output["events"] for output in outputs)
+    first = min(output["first_batch_at"] for output in outputs)
+    last = max(output["last_batch_at"] for output in outputs)
+    return {"processes": processes, "events": events, "seconds": last - first,
+            "events_per_s": events / (last - first), "wall_s": wall}
