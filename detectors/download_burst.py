@@ -23,7 +23,7 @@ from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
 
 
-class _Baseline:
+class EWBaseline:
     """EW mean and variance of one per-bucket quantity (River stats)."""
 
     def __init__(self, fading_factor: float) -> None:
@@ -58,8 +58,8 @@ class _Bucket:
 
 @dataclass
 class _PrincipalState:
-    counts: _Baseline
-    sizes: _Baseline
+    counts: EWBaseline
+    sizes: EWBaseline
     bucket: _Bucket | None = None
     in_burst: bool = False
 
@@ -71,8 +71,8 @@ class _Verdict:
     count_limit: float
     bytes_limit: float
     baseline: str
-    counts: _Baseline
-    sizes: _Baseline
+    counts: EWBaseline
+    sizes: EWBaseline
 
 
 @register("download_burst")
@@ -119,8 +119,8 @@ class DownloadBurstDetector:
 
     def _reset(self) -> None:
         self._states: OrderedDict[str, _PrincipalState] = OrderedDict()
-        self._peer_counts = _Baseline(self.fading_factor)
-        self._peer_sizes = _Baseline(self.fading_factor)
+        self._peer_counts = EWBaseline(self.fading_factor)
+        self._peer_sizes = EWBaseline(self.fading_factor)
 
     @property
     def n_tracked_keys(self) -> int:
@@ -153,7 +153,7 @@ class DownloadBurstDetector:
     def _state_for(self, principal: str) -> _PrincipalState:
         state = self._states.get(principal)
         if state is None:
-            state = _PrincipalState(_Baseline(self.fading_factor), _Baseline(self.fading_factor))
+            state = _PrincipalState(EWBaseline(self.fading_factor), EWBaseline(self.fading_factor))
             self._states[principal] = state
             while len(self._states) > self.max_keys:
                 self._states.popitem(last=False)
@@ -181,7 +181,7 @@ class DownloadBurstDetector:
             self._learn(state.counts, state.sizes, 0, 0)
 
     @staticmethod
-    def _learn(counts: _Baseline, sizes: _Baseline, count: int, size: int) -> None:
+    def _learn(counts: EWBaseline, sizes: EWBaseline, count: int, size: int) -> None:
         counts.update(float(count))
         sizes.update(float(size))
 
@@ -190,7 +190,7 @@ class DownloadBurstDetector:
         counts, sizes = self._baselines(state)[1:]
         return bucket.count > counts.limit(self.k, self.min_count) or bucket.bytes > sizes.limit(self.k, self.min_bytes)
 
-    def _baselines(self, state: _PrincipalState) -> tuple[str, _Baseline, _Baseline]:
+    def _baselines(self, state: _PrincipalState) -> tuple[str, EWBaseline, EWBaseline]:
         if state.counts.n >= self.min_history:
             return "own", state.counts, state.sizes
         return "peers", self._peer_counts, self._peer_sizes

@@ -1,7 +1,13 @@
 """Label shift: a change to a training dataset brings a label mix unlike the dataset's history.
 
 Each dataset's baseline is the running label counts of its accepted changes (River
-``stats.Sum`` per label). A new change is compared with that baseline by total-variation
+``stats.Sum`` per label), and so is each (dataset, source) pair's. A change from a source
+with ``warmup`` accepted changes of its own is judged against that source's history (so a
+dataset fed by sources with different label mixes is not flagged for the mix of one of
+them, and a source that changes its mix is caught even if the pooled mix hides it);
+a change from a new or young source is judged against the whole dataset's history (a
+flagged one still counts towards the source's own history, never the dataset's).
+The change is compared with its baseline by total-variation
 distance (how much of the mix moved) and a G-test (how sure, given the rows): it is a
 finding only when both say so, after a warm-up of accepted changes. A flagged change is
 never learned into the baseline, so poison does not become the new normal.
@@ -81,11 +87,12 @@ class LabelShiftDetector:
         self._reset()
 
     def _reset(self) -> None:
-        self._states: OrderedDict[str, _DatasetState] = OrderedDict()
+        # (dataset, None) is the whole dataset; (dataset, source) one of its sources. One LRU budget.
+        self._states: OrderedDict[tuple[str, str | None], _DatasetState] = OrderedDict()
 
     @property
     def n_tracked_keys(self) -> int:
-        """How many datasets currently hold learned state (never above ``max_keys``)."""
+        """How many datasets and (dataset, source) pairs hold learned state (never above ``max_keys``)."""
         return len(self._states)
 
     def clone(self) -> "LabelShiftDetector":
@@ -99,24 +106,31 @@ class LabelShiftDetector:
         counts = {label: count for label, count in event.label_counts.items() if count > 0}
         if not counts:
             return None
-        state = self._state_for(event.dataset)
+        state = self._state_for((event.dataset, None))
         if state.alarmed_version == event.version:
             return None  # the same flagged change delivered again
-        comparison = self._compare(state, counts) if state.changes >= self.warmup else None
+        source = self._state_for((event.dataset, event.source))
+        reference, baseline = (source, "source") if source.changes >= self.warmup else (state, "dataset")
+        comparison = self._compare(reference, counts) if reference.changes >= self.warmup else None
         if comparison is not None and self._is_shift(comparison):
             state.alarmed_version = event.version
-            return self._finding(event, state, comparison)
+            if baseline == "dataset":
+                # A young source odd against the dataset is flagged, and builds its own history so
+                # that after ``warmup`` changes it is judged on its own (at most ``warmup`` findings).
+                self._learn(source, counts)
+            return self._finding(event, reference, comparison, baseline)
         self._learn(state, counts)
+        self._learn(source, counts)
         return None
 
-    def _state_for(self, dataset: str) -> _DatasetState:
-        state = self._states.get(dataset)
+    def _state_for(self, key: tuple[str, str | None]) -> _DatasetState:
+        state = self._states.get(key)
         if state is None:
-            state = self._states[dataset] = _DatasetState()
+            state = self._states[key] = _DatasetState()
             while len(self._states) > self.max_keys:
                 self._states.popitem(last=False)
         else:
-            self._states.move_to_end(dataset)
+            self._states.move_to_end(key)
         return state
 
     def _learn(self, state: _DatasetState, counts: Mapping[str, int]) -> None:
@@ -146,7 +160,8 @@ class LabelShiftDetector:
             and comparison.p_value < self.p_threshold
         )
 
-    def _finding(self, event: DataChangeEvent, state: _DatasetState, comparison: _Comparison) -> Finding:
+    def _finding(self, event: DataChangeEvent, state: _DatasetState, comparison: _Comparison,
+                 baseline: str) -> Finding:
         return Finding(
             kind=self.kind,
             detector=self.name,
@@ -156,9 +171,9 @@ class LabelShiftDetector:
             score=comparison.tvd,
             threshold=self.tvd_threshold,
             strength=min(1.0, comparison.tvd / (2 * self.tvd_threshold)),
-            summary=_summary(event, state, comparison),
+            summary=_summary(event, state, comparison, baseline),
             dataset=event.dataset,
-            evidence=_evidence(event, state, comparison),
+            evidence={**_evidence(event, state, comparison), "baseline": baseline},
             recommended_actions=(
                 f"Freeze dataset {event.dataset} at the version before {event.version}",
                 "Pause retraining of " + (", ".join(event.consumers) or "models that read it"),
@@ -270,7 +285,7 @@ def _evidence(event: DataChangeEvent, state: _DatasetState, comparison: _Compari
     }
 
 
-def _summary(event: DataChangeEvent, state: _DatasetState, comparison: _Comparison) -> str:
+def _summary(event: DataChangeEvent, state: _DatasetState, comparison: _Comparison, baseline: str) -> str:
     moved = ", ".join(
         f"{label} {comparison.baseline[label]:.1%} -> {comparison.recent[label]:.1%}"
         for label in _top_labels(comparison, 3)
@@ -278,10 +293,11 @@ def _summary(event: DataChangeEvent, state: _DatasetState, comparison: _Comparis
     when = datetime.fromtimestamp(event.ts / 1000, tz=timezone.utc).isoformat(timespec="seconds")
     approval = f"approved by {event.approved_by}" if event.approved_by else "with no approval"
     consumers = ", ".join(event.consumers) or "no registered models"
+    history = f"from source {event.source}" if baseline == "source" else "of the whole dataset"
     return (
         f"Dataset {event.dataset} version {event.version} ({event.change} of {comparison.rows} rows at {when}) "
-        f"from source {event.source} by {event.actor}, {approval}, has a label mix unlike its last "
-        f"{state.changes} changes ({int(state.rows)} rows): {moved}; total-variation distance "
+        f"from source {event.source} by {event.actor}, {approval}, has a label mix unlike the last "
+        f"{state.changes} changes ({int(state.rows)} rows) {history}: {moved}; total-variation distance "
         f"{comparison.tvd:.3f}, G-test p={comparison.p_value:.2g}. Models trained on it: {consumers}. "
         f"Freeze the dataset and pause their retraining until the labels are verified."
     )

@@ -64,3 +64,32 @@ def test_warmup_and_min_rows_gate_findings() -> None:
 )
 def test_chi2_survival_matches_tables(x: float, df: int, expected: float) -> None:
     assert chi2_sf(x, df) == pytest.approx(expected, rel=1e-5)
+
+
+def _two_sources(n: int, shift_a_at: int | None = None) -> list:  # type: ignore[type-arg]
+    """One dataset fed alternately by source A (2% fraud) and source B (40% fraud)."""
+    a = data_change_stream(seed=21, n=n, labels={"legit": 0.98, "fraud": 0.02}, poison_at=shift_a_at,
+                           poisoned={"legit": 0.75, "fraud": 0.25})
+    b = data_change_stream(seed=22, n=n, labels={"legit": 0.6, "fraud": 0.4})
+    merged = []
+    for index in range(n):
+        merged.append(replace(a[index], source="A", version=f"a{index}", ts=a[index].ts))
+        merged.append(replace(b[index], source="B", version=f"b{index}", ts=b[index].ts + 1))
+    return merged
+
+
+def test_sources_with_different_mixes_are_judged_against_their_own_history() -> None:
+    detector = LabelShiftDetector()
+    found = [(index, f.evidence["baseline"]) for index, event in enumerate(_two_sources(200))
+             if (f := detector.update(event))]
+    # Only source B's 2nd and 3rd changes, before B has `warmup` changes of its own, look odd against the
+    # pooled mix; from then on each source is judged against itself (pooling alone would flag ~every change).
+    assert found == [(3, "dataset"), (5, "dataset")]
+
+
+def test_a_source_changing_its_mix_is_caught_even_when_the_pooled_mix_hides_it() -> None:
+    detector = LabelShiftDetector()
+    events = _two_sources(60, shift_a_at=40)
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [(index, f.evidence["baseline"], f.evidence["source"]) for index, f in found][2:] == [(80, "source", "A")]
+    assert "from source A" in found[-1][1].summary

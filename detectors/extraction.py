@@ -1,0 +1,305 @@
+"""Model extraction: a principal's predictions look like someone mapping the model, not using it.
+
+Two signatures in the ``PredictionEvent`` stream of one principal on one model version:
+
+* **boundary probing** - the share of its last ``window`` scores within ``band`` of 0.5 is
+  far above the model's population share (a River EW mean over all the model's scores):
+  at least ``ratio`` times it, at least ``min_fraction``, and a binomial z-score of at
+  least ``z_threshold``. Population drift (every caller's scores move together) moves
+  the population share too, so it does not look like probing;
+* **feature sweep** - ``sweep_length`` consecutive queries that each change exactly one
+  feature, the same one, in the same direction, with every other feature fixed.
+
+Both are reported as kind ``query_burst`` (extraction is a query abuse) by the detector
+``extraction``. After a finding, the principal stays flagged while the signal persists
+and for ``quiet_ms`` of event time after it; only then can it produce a new finding.
+Principal and model state share one LRU of ``max_keys`` entries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import ClassVar, Mapping
+
+from river import stats
+
+from detectors.base import register
+from detectors.events import Event, PredictionEvent
+from detectors.findings import Finding
+
+_ModelKey = tuple[str, str]
+_PrincipalKey = tuple[str, str, str]
+_Population = tuple[stats.EWMean, list[int]]  # near-boundary share, predictions seen
+
+
+@dataclass
+class _Sweep:
+    feature: str = ""
+    direction: int = 0
+    length: int = 0
+    start_ts: int = 0
+    first_value: float = 0.0
+    last_value: float = 0.0
+
+
+@dataclass
+class _PrincipalState:
+    recent: deque[tuple[int, bool]]
+    near: int = 0
+    last_features: dict[str, float] | None = None
+    last_ts: int = 0
+    sweep: _Sweep = field(default_factory=_Sweep)
+    flagged_until: int | None = None
+
+
+@dataclass(frozen=True)
+class _Signal:
+    check: str
+    score: float
+    threshold: float
+    window_start: int
+    evidence: dict[str, str]
+    what: str
+
+
+@register("extraction")
+class ExtractionDetector:
+    """Finds a principal probing a model's decision boundary or sweeping one feature.
+
+    Example: five services call ``credit:v7`` (scores Beta(2, 5), about 9% within 0.05 of
+    0.5); from prediction 3000 a third of the calls come from ``scraper``, whose scores sit
+    at the boundary, and it is caught after 100 of its queries. Another ``scraper`` raises
+    ``amount`` step by step with every other feature fixed and is caught at its 30th step (31st query).
+
+    >>> from detectors._testing import prediction_traffic
+    >>> detector = ExtractionDetector()
+    >>> events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000)
+    >>> [(i, f.principal, f.evidence["check"]) for i, e in enumerate(events) if (f := detector.update(e))]
+    [(3297, 'scraper', 'boundary_probing')]
+    >>> detector = ExtractionDetector()
+    >>> events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000, attack="sweep")
+    >>> [(i, f.principal, f.evidence["check"]) for i, e in enumerate(events) if (f := detector.update(e))]
+    [(3090, 'scraper', 'feature_sweep')]
+    """
+
+    name: ClassVar[str] = "extraction"
+    event_types: ClassVar[tuple[type, ...]] = (PredictionEvent,)
+    kind: ClassVar[str] = "query_burst"
+
+    def __init__(
+        self,
+        band: float = 0.05,
+        window: int = 200,
+        min_predictions: int = 100,
+        ratio: float = 2.5,
+        min_fraction: float = 0.25,
+        z_threshold: float = 5.0,
+        population_fading_factor: float = 0.002,
+        min_population: int = 500,
+        sweep_length: int = 30,
+        max_features: int = 256,
+        quiet_ms: int = 3_600_000,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.band = band
+        self.window = window
+        self.min_predictions = min_predictions
+        self.ratio = ratio
+        self.min_fraction = min_fraction
+        self.z_threshold = z_threshold
+        self.population_fading_factor = population_fading_factor
+        self.min_population = min_population
+        self.sweep_length = sweep_length
+        self.max_features = max_features
+        self.quiet_ms = quiet_ms
+        self.max_keys = max_keys
+        self._reset()
+
+    def _reset(self) -> None:
+        # Population near-boundary share per model version, and per-principal state; one budget.
+        self._models: OrderedDict[_ModelKey, _Population] = OrderedDict()
+        self._principals: OrderedDict[_PrincipalKey, _PrincipalState] = OrderedDict()
+
+    @property
+    def n_tracked_keys(self) -> int:
+        """Model versions plus principals holding learned state (never above ``max_keys``)."""
+        return len(self._models) + len(self._principals)
+
+    def clone(self) -> "ExtractionDetector":
+        return ExtractionDetector(
+            self.band, self.window, self.min_predictions, self.ratio, self.min_fraction, self.z_threshold,
+            self.population_fading_factor, self.min_population, self.sweep_length, self.max_features,
+            self.quiet_ms, self.max_keys,
+        )
+
+    def update(self, event: Event) -> Finding | None:
+        if not isinstance(event, PredictionEvent) or event.score is None or event.is_feedback:
+            return None
+        near = abs(event.score - 0.5) < self.band
+        population = self._population_for(event)
+        share, population_n = population[0].get(), population[1][0]
+        if event.principal is None:
+            _learn_population(population, near)
+            return None
+        state = self._state_for((event.principal, event.model_id, event.model_version))
+        self._observe(state, event, near)
+        if not self._suspect(state):
+            _learn_population(population, near)  # a prober's scores would hide it in the population share
+        signal = self._sweep_signal(state) or self._boundary_signal(state, share, population_n)
+        if signal is None:
+            return None
+        if state.flagged_until is not None and event.ts < state.flagged_until:
+            state.flagged_until = event.ts + self.quiet_ms  # the same campaign, still going
+            return None
+        state.flagged_until = event.ts + self.quiet_ms
+        return self._finding(event, signal)
+
+    def _population_for(self, event: PredictionEvent) -> _Population:
+        key = (event.model_id, event.model_version)
+        entry = self._models.get(key)
+        if entry is None:
+            entry = self._models[key] = (stats.EWMean(self.population_fading_factor), [0])
+            self._evict()
+        else:
+            self._models.move_to_end(key)
+        return entry
+
+    def _suspect(self, state: _PrincipalState) -> bool:
+        """Whether the principal's recent scores already crowd the boundary or it is flagged."""
+        n = len(state.recent)
+        crowding = n >= self.min_predictions // 5 and state.near >= self.min_fraction * n
+        return crowding or state.flagged_until is not None and state.recent[-1][0] < state.flagged_until
+
+    def _state_for(self, key: _PrincipalKey) -> _PrincipalState:
+        state = self._principals.get(key)
+        if state is None:
+            state = self._principals[key] = _PrincipalState(deque(maxlen=self.window))
+            self._evict()
+        else:
+            self._principals.move_to_end(key)
+        return state
+
+    def _evict(self) -> None:
+        while len(self._models) + len(self._principals) > self.max_keys:
+            larger = self._principals if len(self._principals) >= len(self._models) else self._models
+            larger.popitem(last=False)
+
+    def _observe(self, state: _PrincipalState, event: PredictionEvent, near: bool) -> None:
+        if len(state.recent) == state.recent.maxlen and state.recent[0][1]:
+            state.near -= 1
+        state.recent.append((event.ts, near))
+        state.near += near
+        if len(event.features) <= self.max_features:
+            if state.last_features is not None:
+                _extend_sweep(state.sweep, state.last_features, event.features, state.last_ts)
+            state.last_features = dict(event.features)
+            state.last_ts = event.ts
+
+    def _boundary_signal(self, state: _PrincipalState, share: float, population_n: int) -> _Signal | None:
+        n = len(state.recent)
+        if n < self.min_predictions or population_n < self.min_population:
+            return None
+        expected = min(max(share, 0.01), 0.99)
+        fraction = state.near / n
+        z = (state.near - n * expected) / math.sqrt(n * expected * (1 - expected))
+        if fraction < max(self.min_fraction, self.ratio * expected) or z < self.z_threshold:
+            return None
+        evidence = {
+            "check": "boundary_probing",
+            "band": f"{self.band:g}",
+            "principal_near_boundary_share": f"{fraction:.4f}",
+            "population_near_boundary_share": f"{expected:.4f}",
+            "ratio": f"{fraction / expected:.2f}",
+            "z_score": f"{z:.1f}",
+            "principal_predictions": str(n),
+            "population_predictions": str(population_n),
+        }
+        what = (
+            f"{state.near} of its last {n} scores ({fraction:.1%}) lie within {self.band:g} of the 0.5 decision "
+            f"boundary against {expected:.1%} for all {population_n} of the model's predictions "
+            f"({fraction / expected:.1f}x, z={z:.1f})"
+        )
+        return _Signal("boundary_probing", fraction / expected, self.ratio, state.recent[0][0], evidence, what)
+
+    def _sweep_signal(self, state: _PrincipalState) -> _Signal | None:
+        sweep = state.sweep
+        if sweep.length < self.sweep_length:
+            return None
+        direction = "upward" if sweep.direction > 0 else "downward"
+        evidence = {
+            "check": "feature_sweep",
+            "feature": sweep.feature,
+            "direction": direction,
+            "consecutive_queries": str(sweep.length),
+            "from_value": f"{sweep.first_value:g}",
+            "to_value": f"{sweep.last_value:g}",
+            "sweep_threshold": str(self.sweep_length),
+        }
+        what = (
+            f"its last {sweep.length} queries changed only feature {sweep.feature}, always {direction} "
+            f"(from {sweep.first_value:g} to {sweep.last_value:g}), with every other feature fixed"
+        )
+        return _Signal("feature_sweep", float(sweep.length), float(self.sweep_length), sweep.start_ts, evidence, what)
+
+    def _finding(self, event: PredictionEvent, signal: _Signal) -> Finding:
+        principal = event.principal or ""
+        model = f"{event.model_id}:{event.model_version}"
+        summary = (
+            f"Principal {principal} appears to be extracting model {model}: {signal.what}, since "
+            f"{_iso(signal.window_start)} (detected {_iso(event.ts)}). A copy of the model or its decision "
+            f"boundary may be leaving through the prediction API. Rate-limit {principal} on {model}, return "
+            f"coarser scores to it, and confirm the traffic with its owner."
+        )
+        return Finding(
+            kind=self.kind,
+            detector=self.name,
+            ts=event.ts,
+            window_start=signal.window_start,
+            window_end=event.ts,
+            score=signal.score,
+            threshold=signal.threshold,
+            strength=min(1.0, 0.5 + 0.15 * signal.score / signal.threshold),
+            summary=summary,
+            model_id=event.model_id,
+            model_version=event.model_version,
+            principal=principal,
+            evidence={**signal.evidence, "model": model},
+            recommended_actions=(
+                f"Rate-limit queries by {principal} on {model}",
+                f"Return rounded scores or labels only to {principal} while investigating",
+                f"Confirm the traffic with the owner of {principal}; rotate its credentials if unknown",
+            ),
+        )
+
+
+def _learn_population(population: _Population, near: bool) -> None:
+    population[0].update(1.0 if near else 0.0)
+    population[1][0] += 1
+
+
+def _extend_sweep(sweep: _Sweep, previous: Mapping[str, float], current: Mapping[str, float], last_ts: int) -> None:
+    """Grow the run of one-feature-at-a-time monotone changes, or restart or break it."""
+    if previous.keys() != current.keys():
+        sweep.length = 0
+        return
+    changed = [name for name in current if current[name] != previous[name]]
+    if not changed:
+        return  # a repeated query neither extends nor breaks a sweep
+    if len(changed) > 1:
+        sweep.length = 0
+        return
+    name = changed[0]
+    direction = 1 if current[name] > previous[name] else -1
+    if sweep.length and sweep.feature == name and sweep.direction == direction:
+        sweep.length += 1
+    else:
+        sweep.feature, sweep.direction, sweep.length = name, direction, 1
+        sweep.start_ts, sweep.first_value = last_ts, previous[name]
+    sweep.last_value = current[name]
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,80 @@
+"""Extraction: boundary probing and one-feature sweeps by one principal; quiet on normal callers and drift."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from detectors._testing import T0, prediction_traffic, score_stream
+from detectors.events import PredictionEvent
+from detectors.extraction import ExtractionDetector
+
+pytestmark = pytest.mark.unit
+
+
+def _found(detector: ExtractionDetector, events: list[PredictionEvent]) -> list[tuple[int, object]]:
+    return [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+
+
+def test_long_healthy_traffic_gives_no_findings() -> None:
+    events = prediction_traffic(seed=2, n=60_000, principals=40)
+    assert _found(ExtractionDetector(), events) == []
+
+
+@pytest.mark.parametrize("after", [(5.0, 5.0), (30.0, 30.0)])
+def test_population_drift_is_not_probing(after: tuple[float, float]) -> None:
+    # Every caller's scores move towards the boundary together (prediction drift, not extraction).
+    events = score_stream(seed=3, n=20_000, change_at=8_000, before=(2.0, 5.0), after=after)
+    callers = [replace(e, principal=f"s{index % 7}") for index, e in enumerate(events)]
+    assert _found(ExtractionDetector(), callers) == []
+
+
+def test_boundary_probing_is_caught_once_at_pinned_index() -> None:
+    events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000)
+    found = _found(ExtractionDetector(), events)
+    assert [index for index, _ in found] == [3297]
+    finding = found[0][1]
+    assert finding.kind == "query_burst" and finding.principal == "scraper"  # type: ignore[attr-defined]
+    assert (finding.model_id, finding.model_version) == ("credit", "v7")  # type: ignore[attr-defined]
+    evidence = finding.evidence  # type: ignore[attr-defined]
+    assert evidence["check"] == "boundary_probing" and evidence["principal_predictions"] == "100"
+    assert float(evidence["principal_near_boundary_share"]) > 0.9
+    assert float(evidence["population_near_boundary_share"]) < 0.2
+    assert finding.window_start == T0 + 3000 * 500  # type: ignore[attr-defined]
+    assert "scraper" in finding.summary and "credit:v7" in finding.summary  # type: ignore[attr-defined]
+
+
+def test_feature_sweep_is_caught_once_at_pinned_index() -> None:
+    events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000, attack="sweep")
+    found = _found(ExtractionDetector(), events)
+    assert [index for index, _ in found] == [3090]
+    evidence = found[0][1].evidence  # type: ignore[attr-defined]
+    assert (evidence["check"], evidence["feature"], evidence["direction"]) == ("feature_sweep", "amount", "upward")
+    assert evidence["consecutive_queries"] == "30"
+
+
+def test_sweep_needs_all_other_features_fixed_and_one_direction() -> None:
+    base = PredictionEvent("e", T0, "m", "v1", principal="p", features={"a": 0.0, "b": 1.0}, score=0.1)
+    zigzag = [replace(base, ts=T0 + i, features={"a": float(i % 2), "b": 1.0}) for i in range(100)]
+    two_moving = [replace(base, ts=T0 + i, features={"a": float(i), "b": float(i)}) for i in range(100)]
+    repeated = [replace(base, ts=T0 + i, features={"a": float(i // 2), "b": 1.0}) for i in range(80)]
+    assert _found(ExtractionDetector(), zigzag) == []
+    assert _found(ExtractionDetector(), two_moving) == []
+    assert [i for i, _ in _found(ExtractionDetector(), repeated)] == [60]  # repeats neither extend nor break
+
+
+def test_flag_is_quiet_while_the_campaign_lasts_then_rearms() -> None:
+    base = PredictionEvent("e", T0, "m", "v1", principal="p", features={"a": 0.0}, score=0.1)
+    detector = ExtractionDetector(quiet_ms=1_000)
+    sweep = [replace(base, ts=T0 + i * 10, features={"a": float(i)}) for i in range(200)]
+    later = [replace(e, ts=e.ts + 10_000) for e in sweep]
+    assert len(_found(detector, sweep)) == 1
+    assert len(_found(detector, later)) == 1
+
+
+def test_feedback_and_anonymous_predictions_hold_no_principal_state() -> None:
+    detector = ExtractionDetector()
+    detector.update(PredictionEvent("f", T0, "m", "v1", principal="p", label="yes"))
+    detector.update(PredictionEvent("g", T0, "m", "v1", features={"a": 1.0}, score=0.5))
+    assert detector.n_tracked_keys == 1  # the model's population share only
