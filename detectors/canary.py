@@ -1,0 +1,265 @@
+"""Canary regression: a model's new version, running beside the old one, behaves worse.
+
+Two versions of one ``model_id`` are *concurrent* while both were seen within
+``concurrency_ms`` of event time. Only concurrent traffic is compared, so a daily rhythm
+or a change in the world affects both sides alike. The older version (first seen earlier)
+is the baseline, the newer one the canary. Two signals, each reported once per pair:
+
+* scores: histograms of both versions' scores (``n_bins`` bins over [0, 1]); a finding when
+  the two-sample Kolmogorov-Smirnov distance is at least ``min_ks`` and above the critical
+  value at ``alpha`` (both sides with at least ``min_scored`` scores);
+* errors: once labels arrive (each detector owns its ``FeedbackJoin``), a finding when the
+  canary's error rate exceeds the baseline's by at least ``min_error_rise`` with a
+  one-sided two-proportion z test below ``alpha`` (both sides with ``min_labels`` labels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from detectors._regime import iso_utc, normal_sf, two_proportion_z
+from detectors.base import register
+from detectors.events import Event, PredictionEvent
+from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
+from detectors.findings import Finding
+
+VersionKey = tuple[str, str]
+
+
+@dataclass
+class _VersionState:
+    first_ts: int
+    last_ts: int
+
+
+@dataclass
+class _Side:
+    """One version's concurrent traffic: score histogram, predictions, labels and errors."""
+
+    bins: list[int]
+    predictions: int = 0
+    labels: int = 0
+    errors: int = 0
+
+    @property
+    def scored(self) -> int:
+        return sum(self.bins)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / max(self.labels, 1)
+
+
+@dataclass
+class _Pair:
+    """A baseline version and its canary, compared since ``since_ts``."""
+
+    old: str
+    new: str
+    since_ts: int
+    sides: dict[str, _Side] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
+
+
+@register("canary_regression")
+class CanaryRegressionDetector:
+    """Finds a new model version that scores or errs differently from the old one on concurrent traffic.
+
+    Example: from prediction 5000, a fifth of ``churn`` traffic goes to ``v2``, whose scores
+    follow Beta(6, 4) instead of Beta(3, 7); its error rate is the same.
+
+    >>> from detectors._testing import canary_stream
+    >>> events = canary_stream(seed=6, n=10_000, canary_from=5_000)
+    >>> detector = CanaryRegressionDetector()
+    >>> [(i, f.evidence["signal"], f.evidence["old_version"], f.model_version)
+    ...  for i, e in enumerate(events) if (f := detector.update(e))]
+    [(7855, 'scores', 'v1', 'v2')]
+    """
+
+    name: ClassVar[str] = "canary_regression"
+    event_types: ClassVar[tuple[type, ...]] = (PredictionEvent,)
+    kind: ClassVar[str] = "canary_regression"
+
+    def __init__(
+        self,
+        concurrency_ms: int = 600_000,
+        alpha: float = 1e-4,
+        min_ks: float = 0.15,
+        min_scored: int = 200,
+        min_error_rise: float = 0.05,
+        min_labels: int = 200,
+        n_bins: int = 50,
+        horizon_ms: int = 7 * DAY_MS,
+        max_pending: int = 200_000,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.concurrency_ms = concurrency_ms
+        self.alpha = alpha
+        self.min_ks = min_ks
+        self.min_scored = min_scored
+        self.min_error_rise = min_error_rise
+        self.min_labels = min_labels
+        self.n_bins = n_bins
+        self.horizon_ms = horizon_ms
+        self.max_pending = max_pending
+        self.max_keys = max_keys
+        self._reset()
+
+    def _reset(self) -> None:
+        self._join = FeedbackJoin(self.horizon_ms, self.max_pending)
+        self._versions: OrderedDict[VersionKey, _VersionState] = OrderedDict()
+        self._latest: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # model -> recent versions, newest first
+        self._pairs: OrderedDict[str, _Pair] = OrderedDict()
+
+    @property
+    def n_tracked_keys(self) -> int:
+        """Model versions holding state (never above ``max_keys``)."""
+        return len(self._versions)
+
+    def clone(self) -> "CanaryRegressionDetector":
+        return CanaryRegressionDetector(
+            self.concurrency_ms, self.alpha, self.min_ks, self.min_scored, self.min_error_rise, self.min_labels,
+            self.n_bins, self.horizon_ms, self.max_pending, self.max_keys,
+        )
+
+    def update(self, event: Event) -> Finding | None:
+        if not isinstance(event, PredictionEvent):
+            return None
+        joined = self._join.observe(event)
+        if event.is_feedback:
+            return self._on_label(joined, event.ts) if joined is not None else None
+        self._see(event)
+        pair = self._pair_for(event)
+        if pair is None:
+            return None
+        side = pair.sides[event.model_version]
+        side.predictions += 1
+        if event.score is not None and math.isfinite(event.score):
+            side.bins[min(max(int(float(event.score) * self.n_bins), 0), self.n_bins - 1)] += 1
+        return self._judge_scores(event.model_id, pair, event.ts)
+
+    def _see(self, event: PredictionEvent) -> None:
+        key = (event.model_id, event.model_version)
+        state = self._versions.get(key)
+        if state is None:
+            self._versions[key] = _VersionState(event.ts, event.ts)
+            while len(self._versions) > self.max_keys:
+                self._versions.popitem(last=False)
+        else:
+            state.last_ts = max(state.last_ts, event.ts)
+            self._versions.move_to_end(key)
+        recent = (event.model_version,) + tuple(v for v in self._latest.get(event.model_id, ()) if v != key[1])
+        self._latest[event.model_id] = recent[:3]
+        self._latest.move_to_end(event.model_id)
+        while len(self._latest) > self.max_keys:
+            self._latest.popitem(last=False)
+
+    def _pair_for(self, event: PredictionEvent) -> _Pair | None:
+        """The concurrent (baseline, canary) pair ``event`` belongs to, started or kept up to date."""
+        model = event.model_id
+        active = [v for v in self._latest[model] if self._active(model, v, event.ts)]
+        if len(active) < 2:
+            return None
+        ordered = sorted(active[:2], key=lambda version: (self._versions[(model, version)].first_ts, version))
+        old, new = ordered[0], ordered[1]
+        pair = self._pairs.get(model)
+        if pair is None or (pair.old, pair.new) != (old, new):
+            pair = _Pair(old, new, event.ts, {old: _Side([0] * self.n_bins), new: _Side([0] * self.n_bins)})
+            self._pairs[model] = pair
+            while len(self._pairs) > self.max_keys:
+                self._pairs.popitem(last=False)
+        self._pairs.move_to_end(model)
+        return pair if event.model_version in pair.sides else None
+
+    def _active(self, model: str, version: str, now: int) -> bool:
+        state = self._versions.get((model, version))
+        return state is not None and now - state.last_ts <= self.concurrency_ms
+
+    def _on_label(self, joined: JoinedPrediction, now: int) -> Finding | None:
+        model, version = joined.prediction.model_id, joined.prediction.model_version
+        pair = self._pairs.get(model)
+        if pair is None or version not in pair.sides or joined.prediction.ts < pair.since_ts:
+            return None
+        side = pair.sides[version]
+        side.labels += 1
+        side.errors += int(joined.is_error)
+        return self._judge_errors(model, pair, now)
+
+    def _judge_scores(self, model: str, pair: _Pair, now: int) -> Finding | None:
+        old, new = pair.sides[pair.old], pair.sides[pair.new]
+        if "scores" in pair.reported or old.scored < self.min_scored or new.scored < self.min_scored:
+            return None
+        distance = _ks(old.bins, new.bins)
+        n, m = old.scored, new.scored
+        critical = math.sqrt(-0.5 * math.log(self.alpha / 2)) * math.sqrt((n + m) / (n * m))
+        if distance < max(self.min_ks, critical):
+            return None
+        pair.reported.add("scores")
+        evidence = {
+            "old_mean_score": f"{_mean(old.bins):.4f}", "new_mean_score": f"{_mean(new.bins):.4f}",
+            "ks_distance": f"{distance:.4f}", "ks_critical": f"{critical:.4f}",
+            "n_old": str(n), "n_new": str(m),
+        }
+        what = (f"its scores differ from {pair.old}'s: mean {_mean(new.bins):.3f} vs {_mean(old.bins):.3f}, "
+                f"KS distance {distance:.2f} (critical {critical:.2f} at alpha {self.alpha:g}) over {m} vs {n} "
+                f"concurrent predictions")
+        return self._finding(model, pair, "scores", distance, max(self.min_ks, critical), evidence, what, now)
+
+    def _judge_errors(self, model: str, pair: _Pair, now: int) -> Finding | None:
+        old, new = pair.sides[pair.old], pair.sides[pair.new]
+        if "errors" in pair.reported or old.labels < self.min_labels or new.labels < self.min_labels:
+            return None
+        rise = new.error_rate - old.error_rate
+        p_value = normal_sf(two_proportion_z(new.errors, new.labels, old.errors, old.labels))
+        if rise < self.min_error_rise or p_value >= self.alpha:
+            return None
+        pair.reported.add("errors")
+        evidence = {
+            "old_error_rate": f"{old.error_rate:.4f}", "new_error_rate": f"{new.error_rate:.4f}",
+            "error_rate_rise": f"{rise:+.4f}", "p_value": f"{p_value:.3g}",
+            "n_labels_old": str(old.labels), "n_labels_new": str(new.labels),
+        }
+        what = (f"its error rate is {new.error_rate:.1%} over {new.labels} labeled predictions against "
+                f"{old.error_rate:.1%} over {old.labels} for {pair.old} on the same period (p={p_value:.2g})")
+        return self._finding(model, pair, "errors", rise, self.min_error_rise, evidence, what, now)
+
+    def _finding(self, model: str, pair: _Pair, signal: str, effect: float, threshold: float,
+                 evidence: dict[str, str], what: str, now: int) -> Finding:
+        new_predictions = pair.sides[pair.new].predictions
+        evidence = {"signal": signal, "old_version": pair.old, "new_version": pair.new,
+                    "effect_size": f"{effect:.4f}", "concurrent_since": iso_utc(pair.since_ts),
+                    "affected_predictions": str(new_predictions), **evidence}
+        summary = (
+            f"Canary version {pair.new} of model {model}, running beside {pair.old} since about "
+            f"{iso_utc(pair.since_ts)}: {what}. The {new_predictions} predictions {pair.new} served since then "
+            f"may be wrong; shift traffic back to {pair.old} until the difference is explained."
+        )
+        return Finding(
+            kind=self.kind, detector=self.name, ts=now, window_start=min(pair.since_ts, now), window_end=now,
+            score=effect, threshold=threshold, strength=min(1.0, effect / (3 * threshold)), summary=summary,
+            model_id=model, model_version=pair.new, evidence=evidence,
+            recommended_actions=(
+                f"Pause the rollout of {model}:{pair.new} and route its traffic back to {pair.old}",
+                f"Review decisions made by {model}:{pair.new} since {iso_utc(pair.since_ts)}",
+                "Compare the two versions' training data and features before resuming the rollout",
+            ),
+        )
+
+
+def _ks(first: list[int], second: list[int]) -> float:
+    """Kolmogorov-Smirnov distance between two histograms over the same bins."""
+    n, m = sum(first), sum(second)
+    distance, cum_first, cum_second = 0.0, 0, 0
+    for a, b in zip(first, second):
+        cum_first += a
+        cum_second += b
+        distance = max(distance, abs(cum_first / n - cum_second / m))
+    return distance
+
+
+def _mean(bins: list[int]) -> float:
+    total = sum(bins)
+    return sum((index + 0.5) / len(bins) * count for index, count in enumerate(bins)) / max(total, 1)
