@@ -2,13 +2,16 @@
 
 Input lines are ``{"type": "prediction"|"access"|"data_change", "event": {...}}`` in
 event-time order; output is one incident JSON object per line with the Incident
-contract's fields. The same file always gives the same output (deterministic ids,
+contract's fields: one line per incident id, in order of first detection, carrying the
+incident's final state (an incident that was updated or resolved during the replay is
+written once, as it ended). ``--updates`` writes every intermediate state as well. The same file always gives the same output (deterministic ids,
 sorted keys). Lines that fail to parse or validate are reported as dead letters and
 skipped; every valid line around them is processed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ class ReplayReport:
     lines: int = 0
     events: int = 0
     incidents: int = 0
+    updates: int = 0
     commands: int = 0
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,19 +71,27 @@ def iter_events(lines: Iterable[str], report: ReplayReport) -> Iterator[Event]:
 
 
 def replay(lines: Iterable[str], engine: Engine, incidents_out: IO[str],
-           commands_out: IO[str] | None = None) -> ReplayReport:
-    """Feed ``lines`` through ``engine``; write incidents (and optionally commands) as JSONL."""
+           commands_out: IO[str] | None = None, updates_out: IO[str] | None = None) -> ReplayReport:
+    """Feed ``lines`` through ``engine``; write incidents (and optionally commands, updates) as JSONL."""
     report = ReplayReport()
+    latest: dict[str, dict[str, Any]] = {}  # insertion order = order of first detection
     for event in iter_events(lines, report):
         output = engine.process(event)
-        _write(output, incidents_out, commands_out, report)
+        _collect(output, latest, commands_out, updates_out, report)
+    for record in latest.values():
+        incidents_out.write(json.dumps(record, sort_keys=True) + "\n")
+    report.incidents = len(latest)
     return report
 
 
-def _write(output: EngineOutput, incidents_out: IO[str], commands_out: IO[str] | None, report: ReplayReport) -> None:
+def _collect(output: EngineOutput, latest: dict[str, dict[str, Any]], commands_out: IO[str] | None,
+             updates_out: IO[str] | None, report: ReplayReport) -> None:
     for incident in output.incidents:
-        incidents_out.write(json.dumps(incident.to_record(), sort_keys=True) + "\n")
-        report.incidents += 1
+        record = incident.to_record()
+        latest[incident.incident_id] = record
+        report.updates += 1
+        if updates_out is not None:
+            updates_out.write(json.dumps(record, sort_keys=True) + "\n")
     for command in output.commands:
         report.commands += 1
         if commands_out is not None:
@@ -87,10 +99,10 @@ def _write(output: EngineOutput, incidents_out: IO[str], commands_out: IO[str] |
 
 
 def replay_file(events_path: Path, incidents_path: Path, engine: Engine,
-                commands_path: Path | None = None) -> ReplayReport:
-    with events_path.open(encoding="utf-8", errors="replace") as events_in, \
-            incidents_path.open("w", encoding="utf-8") as incidents_out:
-        if commands_path is None:
-            return replay(events_in, engine, incidents_out)
-        with commands_path.open("w", encoding="utf-8") as commands_out:
-            return replay(events_in, engine, incidents_out, commands_out)
+                commands_path: Path | None = None, updates_path: Path | None = None) -> ReplayReport:
+    with contextlib.ExitStack() as stack:
+        events_in = stack.enter_context(events_path.open(encoding="utf-8", errors="replace"))
+        incidents_out = stack.enter_context(incidents_path.open("w", encoding="utf-8"))
+        commands_out = stack.enter_context(commands_path.open("w", encoding="utf-8")) if commands_path else None
+        updates_out = stack.enter_context(updates_path.open("w", encoding="utf-8")) if updates_path else None
+        return replay(events_in, engine, incidents_out, commands_out, updates_out)
