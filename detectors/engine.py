@@ -1,32 +1,22 @@
 """The pure detection engine: decoded events in, incidents and containment commands out.
 
 The Faust worker and ``mlsentry replay`` both feed this same object, so a file replay and
-a live stream give the same incidents for the same events.
+a live stream give the same incidents for the same events. Incident lifecycles, cases and
+containment live in ``detectors.incidents`` (``IncidentBook``), re-exported here.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from detectors.base import Detector, build_detectors
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
-from detectors.findings import ContainmentCommand, Finding, Incident
+from detectors.findings import Finding
+from detectors.incidents import EngineOutput, EvidenceRow, IncidentBook
 from detectors.library import DEFAULT_DETECTORS
 
-
-@dataclass
-class EngineOutput:
-    """Everything one or more events caused, in the order it was decided."""
-
-    incidents: list[Incident] = field(default_factory=list)
-    commands: list[ContainmentCommand] = field(default_factory=list)
-
-    def extend(self, other: "EngineOutput") -> None:
-        self.incidents.extend(other.incidents)
-        self.commands.extend(other.commands)
+__all__ = ["DEFAULT_DETECTORS", "DetectorSet", "Engine", "EngineOutput", "EvidenceRow", "IncidentBook"]
 
 
 class DetectorSet:
@@ -53,42 +43,6 @@ class DetectorSet:
     def clone(self) -> "DetectorSet":
         """Fresh, unlearned detectors with the same settings."""
         return DetectorSet([detector.clone() for detector in self.detectors])
-
-
-class IncidentBook:
-    """Turns findings into incidents and containment commands.
-
-    A (kind, subject) that already produced an incident within ``cooldown_ms`` of event
-    time is not reported again: one change, one incident. The memory of recent incidents
-    is bounded by ``max_open`` (oldest forgotten first).
-    """
-
-    def __init__(self, policy: ContainmentPolicy | None = None, cooldown_ms: int = 3_600_000,
-                 max_open: int = 100_000) -> None:
-        self.policy = policy or ContainmentPolicy()
-        self.cooldown_ms = cooldown_ms
-        self.max_open = max_open
-        self._last_reported: OrderedDict[tuple[str, str], int] = OrderedDict()
-
-    def handle(self, finding: Finding, output: EngineOutput) -> None:
-        if self._is_new(finding):
-            incident = Incident.from_finding(finding)
-            output.incidents.append(incident)
-            output.commands.extend(self.policy.commands_for(incident))
-
-    def observe(self, event: Event, output: EngineOutput) -> None:
-        """Event time moved on (hook for resolution and expiry; nothing to do yet)."""
-
-    def _is_new(self, finding: Finding) -> bool:
-        key = (finding.kind, finding.subject)
-        last = self._last_reported.get(key)
-        if last is not None and finding.ts - last < self.cooldown_ms:
-            return False
-        self._last_reported[key] = finding.ts
-        self._last_reported.move_to_end(key)
-        while len(self._last_reported) > self.max_open:
-            self._last_reported.popitem(last=False)
-        return True
 
 
 class Engine:

@@ -123,6 +123,15 @@ class Incident:
     evidence: Mapping[str, str] = field(default_factory=dict)
     recommended_actions: tuple[str, ...] = ()
     status: str = "open"
+    case_id: str | None = None
+    updated_at: int = 0
+    playbook_id: str = ""
+    investigation_queries: tuple[str, ...] = ()
+    affected_predictions: int = 0
+    related_incidents: tuple[str, ...] = ()
+    impact_tier: str = ""
+    owners: tuple[str, ...] = ()
+    updates: int = 0
 
     @classmethod
     def from_finding(cls, finding: Finding, severity: str | None = None) -> "Incident":
@@ -146,6 +155,7 @@ class Incident:
             dataset=finding.dataset,
             evidence=dict(finding.evidence),
             recommended_actions=tuple(finding.recommended_actions),
+            updated_at=finding.ts,
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -170,6 +180,15 @@ class Incident:
             "summary": self.summary,
             "recommended_actions": list(self.recommended_actions),
             "status": self.status,
+            "case_id": self.case_id,
+            "updated_at": self.updated_at,
+            "playbook_id": self.playbook_id,
+            "investigation_queries": list(self.investigation_queries),
+            "affected_predictions": self.affected_predictions,
+            "related_incidents": list(self.related_incidents),
+            "impact_tier": self.impact_tier,
+            "owners": list(self.owners),
+            "updates": self.updates,
         }
 
 
@@ -188,6 +207,7 @@ class ContainmentCommand:
     reason: str
     params: Mapping[str, str] = field(default_factory=dict)
     reversible: bool = True
+    revert_of: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """A plain dict with exactly the contract's fields."""
@@ -203,4 +223,5 @@ class ContainmentCommand:
             "expires_at": self.expires_at,
             "reversible": self.reversible,
             "reason": self.reason,
+            "revert_of": self.revert_of,
         }

@@ -1,4 +1,4 @@
-"""The `mlsentry` command line: worker, demo, replay, simulate, publish, sql, settings."""
+"""The `mlsentry` command line: worker, demo, replay, simulate, publish, incidents, contain, sql, settings."""
 
 from __future__ import annotations
 
@@ -40,6 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--json", action="store_true", help="print rows as JSON lines")
     commands.add_parser("settings", help="print the effective settings (secrets masked)")
+    incidents = commands.add_parser("incidents", help="list incidents, or show one with its timeline and evidence")
+    incidents.add_argument("--kind")
+    incidents.add_argument("--severity")
+    incidents.add_argument("--status", choices=("open", "contained", "resolved"))
+    incidents.add_argument("--since", help="ISO time, e.g. 2026-12-01T00:00:00")
+    incidents.add_argument("--limit", type=int, default=50)
+    incidents.add_argument("--json", action="store_true")
+    incident_actions = incidents.add_subparsers(dest="incident_action")
+    show = incident_actions.add_parser("show", help="one incident: story, timeline, containment, evidence")
+    show.add_argument("incident_id")
+    contain = commands.add_parser("contain", help="operator containment actions")
+    contain_actions = contain.add_subparsers(dest="contain_action", required=True)
+    revert = contain_actions.add_parser("revert", help="publish a revert of a containment command")
+    revert.add_argument("command_id")
+    revert.add_argument("--reason", default="operator request")
     return parser
 
 
@@ -54,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "worker": _worker, "demo": _demo, "replay": _replay, "simulate": _simulate,
         "publish": _publish, "sql": _sql, "settings": _show_settings,
+        "incidents": _incidents, "contain": _contain,
     }[args.command]
     from streams.store import StoreBusyError, UnsafeQueryError
 
@@ -192,6 +208,49 @@ def _sql(args: argparse.Namespace) -> int:
             print(json.dumps(dict(zip(columns, row)), default=str))
     else:
         print(format_table(columns, rows))
+    return 0
+
+
+def _client(settings: Settings) -> object:
+    from streams.store import connect
+
+    return connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
+                   username=settings.clickhouse_user or None, password=settings.clickhouse_password or None)
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    from streams.investigate import list_incidents, show_incident
+
+    settings = _settings(args)
+    client = _client(settings)
+    try:
+        if args.incident_action == "show":
+            text = show_incident(client, settings.clickhouse_database, args.incident_id)
+        else:
+            text = list_incidents(client, settings.clickhouse_database, kind=args.kind, severity=args.severity,
+                                  status=args.status, since=args.since, limit=args.limit, as_json=args.json)
+    finally:
+        client.close()  # type: ignore[attr-defined]
+    print(text)
+    return 0 if text else 1
+
+
+def _contain(args: argparse.Namespace) -> int:
+    from streams.investigate import operator_revert
+
+    settings = _settings(args)
+    if settings.embedded_broker:
+        print("contain revert needs a running broker: pass --bootstrap-servers host:port", file=sys.stderr)
+        return 2
+    client = _client(settings)
+    try:
+        revert = asyncio.run(operator_revert(client, settings, args.command_id, args.reason))
+    finally:
+        client.close()  # type: ignore[attr-defined]
+    if revert is None:
+        print(f"no command {args.command_id!r} in {settings.clickhouse_database}.containment_log", file=sys.stderr)
+        return 1
+    print(json.dumps(revert.to_record(), sort_keys=True))
     return 0
 
 

@@ -71,9 +71,16 @@ async def _publish(scenario: Scenario, settings: Settings, bootstrap: str, out: 
     return len(scenario.records)
 
 
-def _print_incident(incident: Incident, out: Printer) -> None:
-    subject = incident.principal or incident.dataset or f"{incident.model_id}:{incident.model_version}"
-    out(f"\n  >> INCIDENT {incident.severity.upper():8} {incident.kind:18} {subject}  id={incident.incident_id}")
+def _subject(incident: Incident) -> str:
+    return incident.principal or incident.dataset or f"{incident.model_id}:{incident.model_version}"
+
+
+def _print_incident(incident: Incident, out: Printer, first: bool) -> None:
+    if not first:  # later states are one line: the full story is in ClickHouse and `mlsentry incidents show`
+        case = f" case={incident.case_id}" if incident.case_id else ""
+        out(f"  .. {incident.status.upper():9} {incident.kind:18} {_subject(incident)}  id={incident.incident_id}{case}")
+        return
+    out(f"\n  >> INCIDENT {incident.severity.upper():8} {incident.kind:18} {_subject(incident)}  id={incident.incident_id}")
     for line in textwrap.wrap(incident.summary, width=100):
         out(f"     {line}")
 
@@ -111,8 +118,9 @@ async def _run(settings: Settings, bootstrap: str, report: DemoReport, out: Prin
 
     def observe(result: BatchResult) -> None:
         for incident in result.incidents:
+            first = all(seen.incident_id != incident.incident_id for seen in report.incidents)
             report.incidents.append(incident)
-            _print_incident(incident, out)
+            _print_incident(incident, out, first)
 
     worker = Worker(settings, store, bootstrap, observe)
     await worker.start()
@@ -143,22 +151,42 @@ def _summarise(scenario: Scenario, report: DemoReport, worker: Worker, client: o
         f"{stats.incidents} incidents, {stats.commands} containment commands.")
     out("\nInjected attacks and what caught them (delay in event time):")
     for attack in scenario.attacks:
-        match = next((i for i in report.incidents if i.kind == attack.kind and i.detected_at >= attack.starts_at), None)
-        report.caught[attack.kind] = None if match is None else match.detected_at - attack.starts_at
+        match = next((i for i in report.incidents if i.kind == attack.kind and i.detected_at >= attack.starts_at
+                      and attack.subject.split("=", 1)[1].startswith(_subject(i).split(":")[0])), None)
+        report.caught[f"{attack.kind} {attack.subject}"] = None if match is None else match.detected_at - attack.starts_at
         verdict = "MISSED" if match is None else f"caught after {(match.detected_at - attack.starts_at) / 1000:.0f} s"
         out(f"  {attack.kind:17} {attack.subject:28} {verdict}")
     database = settings.clickhouse_database
-    sql = (f"SELECT kind, severity, coalesce(principal, dataset, concat(model_id, ':', model_version)) AS subject, "
-           f"detected_at, round(score, 3) AS score FROM {database}.incidents FINAL ORDER BY detected_at")
+    sql = (f"SELECT kind, severity, status, coalesce(principal, dataset, concat(model_id, ':', model_version)) "
+           f"AS subject, detected_at, updates, case_id FROM {database}.incidents FINAL ORDER BY detected_at")
     out("\nIncidents in ClickHouse (" + sql + "):")
     out(format_table(*query(client, sql)))  # type: ignore[arg-type]
-    out(f"\nContainment commands on topic {settings.topic_containment} ({len(report.commands)}):")
-    rows = [(c["action"], c["target_type"], c["target"], c["mode"], _iso(c["expires_at"])) for c in report.commands]
-    out(format_table(["action", "target_type", "target", "mode", "expires_at"], rows))
+    _print_cases(report, out)
+    out(f"\nContainment commands and their reverts on topic {settings.topic_containment} ({len(report.commands)}):")
+    rows = [(c["command_id"], c["action"], c["target"], c["mode"], _iso(c["issued_at"]), c["revert_of"] or "")
+            for c in sorted(report.commands, key=lambda c: c["issued_at"])]
+    out(format_table(["command_id", "action", "target", "mode", "issued_at", "revert_of"], rows))
     out("\nInvestigate further (the worker has stopped, so the store is free):")
-    out(f'  .venv/bin/mlsentry sql "SELECT kind, severity, summary FROM {database}.incidents FINAL"')
-    out(f'  .venv/bin/mlsentry sql "SELECT action, target, mode, reason FROM {database}.containment_commands FINAL"')
+    out("  .venv/bin/mlsentry incidents --status resolved")
+    if report.incidents:
+        out(f"  .venv/bin/mlsentry incidents show {report.incidents[-1].incident_id}")
+    out(f'  .venv/bin/mlsentry sql "SELECT * FROM {database}.case_timeline ORDER BY case_id, updated_at"')
+    out(f'  .venv/bin/mlsentry sql "SELECT action, target, mode, outcome, reason FROM {database}.containment_log FINAL"')
     out(f'  .venv/bin/mlsentry sql "SELECT error_kind, reason, source_topic, offset FROM {database}.dead_letters"')
+
+
+def _print_cases(report: DemoReport, out: Printer) -> None:
+    latest = {incident.incident_id: incident for incident in report.incidents}
+    cases: dict[str, list[Incident]] = {}
+    for incident in latest.values():
+        if incident.case_id:
+            cases.setdefault(incident.case_id, []).append(incident)
+    out(f"\nCases linking incidents across streams ({len(cases)}):")
+    for case_id, members in cases.items():
+        out(f"  case {case_id}: " + ", ".join(f"{i.kind} on {_subject(i)}" for i in members))
+        story = next((part for part in members[-1].summary.split(f"Case {case_id}: ")[1:]), "")
+        for line in textwrap.wrap(story.split(" Impact:")[0], width=100):
+            out(f"     {line}")
 
 
 def _iso(ms: int) -> str:

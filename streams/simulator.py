@@ -8,7 +8,13 @@ and then downloading artifacts, and regular signed training-data appends. Attack
 * ``prediction_drift`` - the scores of ``credit:v7`` shift upward (adversarial inputs or
   an upstream feature break);
 * ``download_burst`` - principal ``contractor-17`` pulls model artifacts in bulk (theft);
-* ``label_shift`` - a poisoned, unapproved append to ``fraud-train`` flips many labels.
+* ``label_shift`` - a poisoned, unapproved append to ``fraud-train`` flips many labels;
+* ``prediction_drift`` of ``fraud:v3`` five minutes later: the model that trains on
+  ``fraud-train`` online starts scoring higher (one case with the poisoned append).
+
+Deploy events (``action=deploy`` with the artifact hash) open the run for every model
+version, and after the download burst the thief queries the fraud endpoint in bulk (the
+extraction half of "theft then extraction", for a query-burst detector to catch).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class SimulationConfig:
     download_burst_at_s: int = 3600
     score_drift_at_s: int = 5400
     poison_at_s: int = 7800
+    fraud_drift_after_poison_s: int = 300
+    extraction_after_burst_s: int = 600
 
 
 def simulate(config: SimulationConfig = SimulationConfig()) -> Scenario:
@@ -93,6 +101,8 @@ def _attacks(config: SimulationConfig) -> list[InjectedAttack]:
                        "scores of credit:v7 shift upward by about 0.3 for every segment"),
         InjectedAttack("label_shift", at + config.poison_at_s * 1000, "dataset=fraud-train",
                        "an unapproved append to fraud-train from vendor-upload relabels 40% of rows as fraud"),
+        InjectedAttack("prediction_drift", at + (config.poison_at_s + config.fraud_drift_after_poison_s) * 1000,
+                       "model=fraud:v3", "fraud:v3, updated online from the poisoned fraud-train, scores higher"),
     ]
 
 
@@ -106,6 +116,7 @@ def _predictions(rng: random.Random, config: SimulationConfig) -> Iterator[tuple
     ts = float(config.start_ms)
     end = config.start_ms + config.duration_s * 1000
     drift_at = config.start_ms + config.score_drift_at_s * 1000
+    fraud_drift_at = config.start_ms + (config.poison_at_s + config.fraud_drift_after_poison_s) * 1000
     counter = 0
     while True:
         ts += rng.expovariate(_daily_rate(int(ts), config.predictions_per_s)) * 1000
@@ -113,7 +124,7 @@ def _predictions(rng: random.Random, config: SimulationConfig) -> Iterator[tuple
             return
         counter += 1
         model_id, version = MODELS[counter % len(MODELS)]
-        drifted = model_id == "credit" and ts >= drift_at
+        drifted = (model_id == "credit" and ts >= drift_at) or (model_id == "fraud" and ts >= fraud_drift_at)
         event = _prediction_event(rng, f"p-{config.seed}-{counter}", int(ts), model_id, version, drifted)
         yield int(ts), {"type": "prediction", "event": event}
         if rng.random() < config.feedback_fraction:
@@ -165,6 +176,26 @@ def _accesses(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[in
                 yield ts, _access(f"a-{config.seed}-{counter}", ts, engineer, "download", "model", artifact,
                                   byte_count=rng.randint(40, 400) * 1_000_000)
     yield from _download_burst(rng, config, counter)
+    side = random.Random(config.seed * 7_919 + 1)  # its own stream: the healthy traffic above stays unchanged
+    yield from _deploys(side, config)
+    yield from _extraction(side, config)
+
+
+def _deploys(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+    for index, (model_id, version) in enumerate(MODELS):
+        ts = config.start_ms + 1_000 * (index + 1)
+        event = _access(f"deploy-{config.seed}-{model_id}-{version}", ts, "release-bot", "deploy", "model",
+                        f"{model_id}:{version}")
+        event["attributes"] = {"artifact_hash": f"sha256:{rng.getrandbits(128):032x}"}
+        yield ts, event
+
+
+def _extraction(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+    start = config.start_ms + (config.download_burst_at_s + config.extraction_after_burst_s) * 1000
+    for step in range(240):  # two queries a second for two minutes against the fraud endpoint
+        ts = start + step * 500 + rng.randint(0, 40)
+        yield ts, _access(f"x-{config.seed}-{step}", ts, THIEF, "query", "endpoint", "fraud-api", count=1,
+                          byte_count=900, source_ip="203.0.113.77")
 
 
 def _download_burst(rng: random.Random, config: SimulationConfig, counter: int) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -34,17 +34,24 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from urllib.parse import urlparse
 
 from detectors.findings import STATUSES, ContainmentCommand, Incident
+from detectors.incidents import EngineOutput, EvidenceRow
 
 DEFAULT_DATABASE = "mlsentry"
 READ_ONLY_KINDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
 INCIDENT_COLUMNS = (
     "incident_id", "kind", "severity", "detected_at", "window_start", "window_end", "model_id",
     "model_version", "segment", "principal", "resource", "dataset", "detector", "score", "threshold",
-    "evidence", "summary", "recommended_actions", "status", "version",
+    "evidence", "summary", "recommended_actions", "status", "version", "case_id", "updated_at", "playbook_id",
+    "investigation_queries", "affected_predictions", "related_incidents", "impact_tier", "owners", "updates",
 )  # fmt: skip
 COMMAND_COLUMNS = (
     "command_id", "incident_id", "issued_at", "action", "target_type", "target", "params", "mode",
-    "expires_at", "reversible", "reason", "version",
+    "expires_at", "reversible", "reason", "version", "revert_of",
+)  # fmt: skip
+CONTAINMENT_LOG_COLUMNS = (*COMMAND_COLUMNS, "outcome")
+EVIDENCE_COLUMNS = (
+    "incident_id", "ts", "event_type", "event_id", "description", "principal", "model_id", "model_version",
+    "dataset", "attributes",
 )  # fmt: skip
 DEAD_LETTER_COLUMNS = (
     "source_topic", "partition", "offset", "received_at", "reason", "error_kind", "event_type", "raw",
@@ -200,13 +207,13 @@ def utc(ms: int) -> datetime:
 def incident_version(incident: Incident) -> int:
     """Later detections and later lifecycle states win; a replay writes the same version."""
     rank = STATUSES.index(incident.status) if incident.status in STATUSES else 0
-    return incident.detected_at * 10 + rank
+    return max(incident.updated_at, incident.detected_at) * 10 + rank
 
 
 def incident_row(incident: Incident) -> list[Any]:
     """One insert row in ``INCIDENT_COLUMNS`` order (a null segment becomes the empty map)."""
     record = incident.to_record()
-    for name in ("detected_at", "window_start", "window_end"):
+    for name in ("detected_at", "window_start", "window_end", "updated_at"):
         record[name] = utc(record[name])
     record["segment"] = record["segment"] or {}
     record["version"] = incident_version(incident)
@@ -222,6 +229,27 @@ def command_row(command: ContainmentCommand) -> list[Any]:
     return [record[name] for name in COMMAND_COLUMNS]
 
 
+def command_outcome(command: ContainmentCommand) -> str:
+    """What happened to a command: logged only (dry run), published for enforcement, or downgraded by a guard."""
+    if command.params.get("operator"):
+        return "operator_revert"
+    if command.params.get("guard"):
+        return "downgraded_dry_run"
+    return "logged_dry_run" if command.mode == "dry_run" else "published_enforce"
+
+
+def containment_log_row(command: ContainmentCommand) -> list[Any]:
+    """One insert row in ``CONTAINMENT_LOG_COLUMNS`` order."""
+    return command_row(command) + [command_outcome(command)]
+
+
+def evidence_row(row: EvidenceRow) -> list[Any]:
+    """One insert row in ``EVIDENCE_COLUMNS`` order."""
+    record = row.to_record()
+    record["ts"] = utc(row.ts)
+    return [record[name] for name in EVIDENCE_COLUMNS]
+
+
 def dead_letter_row(record: Mapping[str, Any]) -> list[Any]:
     """One insert row in ``DEAD_LETTER_COLUMNS`` order; ``raw`` bytes are stored verbatim."""
     row = dict(record)
@@ -235,7 +263,11 @@ def dead_letter_row(record: Mapping[str, Any]) -> list[Any]:
 
 
 class IncidentStore:
-    """Sink writing incidents, containment commands and dead letters to ClickHouse.
+    """Sink writing incidents, containment commands, evidence and dead letters to ClickHouse.
+
+    ``add_incident`` writes the latest state (``incidents``) and the timeline row
+    (``incident_events``); ``add_command`` writes ``containment_commands`` and
+    ``containment_log``; ``add_evidence`` the evidence archive.
 
     ``add_*`` only buffers; :meth:`flush` sends one columnar insert per table. When an
     insert fails the rows stay buffered (tables already written are dropped from the
@@ -249,15 +281,33 @@ class IncidentStore:
         self.max_buffer = max_buffer
         self._buffers: dict[str, tuple[Sequence[str], list[list[Any]]]] = {
             "incidents": (INCIDENT_COLUMNS, []),
+            "incident_events": (INCIDENT_COLUMNS, []),
             "containment_commands": (COMMAND_COLUMNS, []),
+            "containment_log": (CONTAINMENT_LOG_COLUMNS, []),
+            "incident_evidence": (EVIDENCE_COLUMNS, []),
             "dead_letters": (DEAD_LETTER_COLUMNS, []),
         }
 
     def add_incident(self, incident: Incident) -> None:
-        self._add("incidents", incident_row(incident))
+        row = incident_row(incident)
+        self._buffers["incident_events"][1].append(list(row))
+        self._add("incidents", row)
 
     def add_command(self, command: ContainmentCommand) -> None:
+        self._buffers["containment_log"][1].append(containment_log_row(command))
         self._add("containment_commands", command_row(command))
+
+    def add_evidence(self, row: EvidenceRow) -> None:
+        self._add("incident_evidence", evidence_row(row))
+
+    def add_output(self, output: EngineOutput) -> None:
+        """Everything an engine output holds: incident states, commands and evidence rows."""
+        for incident in output.incidents:
+            self.add_incident(incident)
+        for command in output.commands:
+            self.add_command(command)
+        for row in output.evidence:
+            self.add_evidence(row)
 
     def add_dead_letter(self, record: dict) -> None:
         self._add("dead_letters", dead_letter_row(record))

@@ -40,7 +40,9 @@ def test_replay_is_deterministic_and_catches_every_injected_attack(simulated_eve
     assert {"prediction_drift", "download_burst", "label_shift"} <= {i["kind"] for i in incidents}
     contract_fields = {"incident_id", "kind", "severity", "detected_at", "window_start", "window_end", "model_id",
                        "model_version", "segment", "principal", "resource", "dataset", "detector", "score",
-                       "threshold", "evidence", "summary", "recommended_actions", "status"}
+                       "threshold", "evidence", "summary", "recommended_actions", "status", "case_id", "updated_at",
+                       "playbook_id", "investigation_queries", "affected_predictions", "related_incidents",
+                       "impact_tier", "owners", "updates"}
     assert all(set(incident) == contract_fields for incident in incidents)
 
 

@@ -76,7 +76,7 @@ def incident_records(client: Any) -> list[dict[str, Any]]:
 def as_stored(incident: Incident) -> dict[str, Any]:
     """What a read of ``incident`` should give: aware UTC datetimes, {} for a null segment."""
     expected = incident.to_record()
-    for name in ("detected_at", "window_start", "window_end"):
+    for name in ("detected_at", "window_start", "window_end", "updated_at"):
         expected[name] = utc(expected[name])
     expected["segment"] = expected["segment"] or {}
     return expected
@@ -86,7 +86,9 @@ def test_schema_applies_twice(chdb_client: Any) -> None:
     ensure_schema(chdb_client)
     _, rows = query(chdb_client, "SHOW TABLES FROM mlsentry")
     assert sorted(name for (name,) in rows) == [
-        "containment_commands", "dead_letters", "incidents", "incidents_latest", "open_incidents_by_severity",
+        "case_timeline", "containment_commands", "containment_log", "dataset_version_incidents", "dead_letters",
+        "incident_events", "incident_evidence", "incidents", "incidents_latest", "open_incidents_by_severity",
+        "principal_activity",
     ]  # fmt: skip
 
 
@@ -101,8 +103,8 @@ def test_incidents_round_trip_exactly(store: IncidentStore, chdb_client: Any) ->
                            dataset=None, evidence={}, recommended_actions=(), status="contained")  # fmt: skip
     store.add_incident(full)
     store.add_incident(sparse)
-    assert store.pending() == 2
-    assert store.flush() == 2
+    assert store.pending() == 4  # incidents and incident_events
+    assert store.flush() == 4
     assert store.pending() == 0
     records = incident_records(chdb_client)
     for record in records:
@@ -115,7 +117,7 @@ def test_incidents_round_trip_exactly(store: IncidentStore, chdb_client: Any) ->
 def test_commands_round_trip_exactly(store: IncidentStore, chdb_client: Any) -> None:
     command = make_command()
     store.add_command(command)
-    assert store.flush() == 1
+    assert store.flush() == 2  # containment_commands and containment_log
     columns, rows = query(chdb_client, "SELECT * EXCEPT (version, inserted_at) FROM mlsentry.containment_commands FINAL")
     expected = command.to_record()
     expected["issued_at"] = utc(command.issued_at)
@@ -172,7 +174,7 @@ def test_max_buffer_flushes_automatically(chdb_client: Any) -> None:
     store = IncidentStore(chdb_client, max_buffer=3)
     for number in range(7):
         store.add_incident(make_incident(f"inc-{number}"))
-    assert store.pending() == 1
+    assert store.pending() == 2  # each incident is two rows (incidents + incident_events): flushed at 4, 8, 12
     assert query(chdb_client, "SELECT count() FROM mlsentry.incidents")[1] == [(6,)]
 
 

@@ -122,6 +122,15 @@ incidents = st.builds(
     evidence=string_maps,
     recommended_actions=st.lists(texts, max_size=3).map(tuple),
     status=st.sampled_from(STATUSES),
+    case_id=st.none() | ids,
+    updated_at=timestamps,
+    playbook_id=texts,
+    investigation_queries=st.lists(texts, max_size=3).map(tuple),
+    affected_predictions=non_negative_longs,
+    related_incidents=st.lists(ids, max_size=3).map(tuple),
+    impact_tier=st.sampled_from(("", "low", "medium", "high", "critical")),
+    owners=st.lists(texts, max_size=2).map(tuple),
+    updates=non_negative_longs,
 )
 commands = st.builds(
     ContainmentCommand,
@@ -136,6 +145,7 @@ commands = st.builds(
     reason=texts,
     params=string_maps,
     reversible=st.booleans(),
+    revert_of=st.none() | ids,
 )
 
 

@@ -94,8 +94,9 @@ def test_flush_writes_one_block_per_table() -> None:
     store.add_incident(incident("a"))
     store.add_incident(incident("b"))
     store.add_dead_letter(dead_letter())
-    assert store.flush() == 3
-    assert [(table, len(rows)) for table, rows, _ in client.inserts] == [("forensics.incidents", 2), ("forensics.dead_letters", 1)]
+    assert store.flush() == 5
+    assert [(table, len(rows)) for table, rows, _ in client.inserts] == [
+        ("forensics.incidents", 2), ("forensics.incident_events", 2), ("forensics.dead_letters", 1)]
     assert store.flush() == 0
 
 
@@ -109,7 +110,8 @@ def test_flush_failure_keeps_the_unwritten_buffer_and_reraises() -> None:
     assert store.pending() == 1  # incidents were written; the dead letter waits for the retry
     client.fail_on = None
     assert store.flush() == 1
-    assert [table for table, _, _ in client.inserts] == ["mlsentry.incidents", "mlsentry.dead_letters"]
+    assert [table for table, _, _ in client.inserts] == [
+        "mlsentry.incidents", "mlsentry.incident_events", "mlsentry.dead_letters"]
 
 
 def test_flush_failure_on_first_table_keeps_everything() -> None:
@@ -118,7 +120,7 @@ def test_flush_failure_on_first_table_keeps_everything() -> None:
     store.add_dead_letter(dead_letter())
     with pytest.raises(ConnectionError):
         store.flush()
-    assert store.pending() == 2
+    assert store.pending() == 3
 
 
 def test_incident_row_converts_times_and_null_segment() -> None:
@@ -159,8 +161,9 @@ def test_database_must_be_an_identifier() -> None:
 
 def test_schema_statements_split_without_comments() -> None:
     statements = schema_statements()
-    assert len(statements) == 6
-    assert all(statement.startswith("CREATE ") and "IF NOT EXISTS" in statement for statement in statements)
+    assert len(statements) == 14
+    assert all(("IF NOT EXISTS" in statement or "CREATE OR REPLACE VIEW" in statement) for statement in statements)
+    assert all(statement.startswith(("CREATE ", "ALTER TABLE ")) for statement in statements)
 
 
 def test_format_table() -> None:
