@@ -34,9 +34,31 @@ lock: $(STAMP)
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
 	$(VENV)/bin/uv pip compile requirements-build.in --generate-hashes --python-version 3.11 -o requirements-build.lock
 
+# Detection-quality evaluation (bench/detection). Peer libraries live in their own venvs because
+# their pins clash with ours; if a peer cannot be installed, eval still runs and reports it missing.
+PEER_STAMPS := .venv-peers-frouros/.installed .venv-peers-menelaus/.installed
+
+.venv-peers-frouros/.installed:
+	( test -x .venv-peers-frouros/bin/python || $(PYTHON) -m venv .venv-peers-frouros ) && \
+	.venv-peers-frouros/bin/python -m pip install --quiet --disable-pip-version-check frouros==0.9.0 && \
+	touch $@ || echo "frouros peer venv not installed; make eval will report it as missing"
+
+.venv-peers-menelaus/.installed:
+	( test -x .venv-peers-menelaus/bin/python || $(PYTHON) -m venv .venv-peers-menelaus ) && \
+	.venv-peers-menelaus/bin/python -m pip install --quiet --disable-pip-version-check menelaus==0.2.0 && \
+	touch $@ || echo "menelaus peer venv not installed; make eval will report it as missing"
+
+eval: $(STAMP) $(PEER_STAMPS)
+	$(PY) -m bench.detection
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
 
 # Performance: transport ceiling vs worker vs replay, latency, memory, scaling (results in bench/results/).
 bench: $(STAMP)
 	$(PY) -m bench.perf
+
+# Long reliability runs (not part of `make test`): memory ceiling with a million distinct principals.
+.PHONY: soak
+soak: $(STAMP)
+	$(PY) -m bench.soak.memory 1000000 1536
