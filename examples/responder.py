@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from streams.codec import decode_command
 
-ACK_TOPIC = "mlsentry.containment_acks"
+ACK_TOPIC = "mlsentry.containment_acks"  # Settings.topic_containment_acks; the worker tracks acks there
 
 
 @dataclass

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--events", required=True, type=Path)
     replay.add_argument("--incidents", required=True, type=Path)
     replay.add_argument("--commands", type=Path, help="also write containment commands as JSONL")
+    replay.add_argument("--updates", type=Path, help="also write every incident state change as JSONL")
     simulate = commands.add_parser("simulate", help="write the demo's simulated traffic as replay JSONL")
     simulate.add_argument("--out", required=True, type=Path)
     simulate.add_argument("--seed", type=int, default=7)
@@ -90,14 +91,14 @@ def _worker(args: argparse.Namespace) -> int:
 
 async def _run_worker(settings: Settings) -> int:
     from streams.broker import EmbeddedBroker
-    from streams.store import IncidentStore, connect, ensure_schema
+    from streams.store import IncidentStore, connect_with, ensure_schema
     from streams.topics import ensure_topics
-    from streams.worker import run_worker
+    from streams.host import build_host
+    from streams.worker import Worker
 
     broker = EmbeddedBroker().start() if settings.embedded_broker else None
     bootstrap = broker.bootstrap_servers if broker else settings.bootstrap_servers
-    client = connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
-                     username=settings.clickhouse_user or None, password=settings.clickhouse_password or None)
+    client = connect_with(settings)
     ensure_schema(client, settings.clickhouse_database)
     await ensure_topics(settings, bootstrap)
     stop = asyncio.Event()
@@ -105,11 +106,20 @@ async def _run_worker(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     logging.getLogger("mlsentry").info("worker consuming %s from %s", list(settings.input_topics), bootstrap)
+    worker = Worker(settings, IncidentStore(client, settings.clickhouse_database), bootstrap)
+    host = build_host(settings, worker)
     try:
-        stats = await run_worker(settings, IncidentStore(client, settings.clickhouse_database), bootstrap, stop)
+        await host.start()  # starts the worker as one of the Faust app's services
+        if settings.web_port:
+            logging.getLogger("mlsentry").info("health and stats on http://%s:%d/health, /stats",
+                                               settings.web_host, settings.web_port)
+        await stop.wait()
     finally:
+        await host.stop()
+        client.close()
         if broker:
             broker.stop()
+    stats = worker.stats
     print(json.dumps({"events": stats.events, "incidents": stats.incidents, "dead_letters": stats.dead_letters}))
     return 0
 
@@ -136,7 +146,7 @@ def _replay(args: argparse.Namespace) -> int:
     from streams.replay import replay_file
 
     settings = _settings(args)
-    report = replay_file(args.events, args.incidents, engine_from_settings(settings), args.commands)
+    report = replay_file(args.events, args.incidents, engine_from_settings(settings), args.commands, args.updates)
     for dead in report.dead_letters[:20]:
         print(f"dead letter: line {dead['line']}: {dead['reason']}", file=sys.stderr)
     print(json.dumps({"lines": report.lines, "events": report.events, "incidents": report.incidents,
@@ -162,7 +172,7 @@ def _publish(args: argparse.Namespace) -> int:
         print("publish needs a running broker: pass --bootstrap-servers host:port", file=sys.stderr)
         return 2
     records = list(_publish_records(args.file, args.type))
-    return asyncio.run(_publish_async(settings.bootstrap_servers, args.topic, records, args.format))
+    return asyncio.run(_publish_async(settings, args.topic, records, args.format))
 
 
 def _publish_records(path: Path, default_type: str | None) -> list[tuple[str, dict]]:
@@ -181,10 +191,10 @@ def _publish_records(path: Path, default_type: str | None) -> list[tuple[str, di
     return records
 
 
-async def _publish_async(bootstrap: str, topic: str, records: list[tuple[str, dict]], wire_format: str) -> int:
+async def _publish_async(settings: Settings, topic: str, records: list[tuple[str, dict]], wire_format: str) -> int:
     from streams.publishing import publish_records, start_producer
 
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(settings.bootstrap_servers, settings)
     try:
         sent = await publish_records(producer, topic, records, wire_format)
     finally:
@@ -194,11 +204,10 @@ async def _publish_async(bootstrap: str, topic: str, records: list[tuple[str, di
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from streams.store import connect, format_table, query
+    from streams.store import connect_with, format_table, query
 
     settings = _settings(args)
-    client = connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
-                     username=settings.clickhouse_user or None, password=settings.clickhouse_password or None)
+    client = connect_with(settings)
     try:
         columns, rows = query(client, args.query)
     finally:
@@ -212,10 +221,9 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _client(settings: Settings) -> object:
-    from streams.store import connect
+    from streams.store import connect_with
 
-    return connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
-                   username=settings.clickhouse_user or None, password=settings.clickhouse_password or None)
+    return connect_with(settings)
 
 
 def _incidents(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from streams.publishing import encode_for_wire, partition_key, start_producer
 from streams.settings import Settings
 from streams.simulator import Scenario, SimulationConfig, simulate
 from streams.codec import event_from_record
-from streams.store import IncidentStore, connect, ensure_schema, format_table, query
+from streams.store import IncidentStore, connect_with, ensure_schema, format_table, query
 from streams.topics import ensure_topics, read_all
 from streams.worker import Worker
 
@@ -49,7 +49,7 @@ def _wire_format(event_type: str) -> str:
 
 
 async def _publish(scenario: Scenario, settings: Settings, bootstrap: str, out: Printer) -> int:
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(bootstrap, settings)
     topics = {kind: topic for topic, kind in settings.input_topics.items()}
     chunks = 12
     size = len(scenario.records) // chunks + 1
@@ -106,7 +106,7 @@ async def run_demo(settings: Settings, out: Printer = print, fresh: bool = True)
 
 
 async def _run(settings: Settings, bootstrap: str, report: DemoReport, out: Printer) -> None:
-    client = connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database)
+    client = connect_with(settings)
     ensure_schema(client, settings.clickhouse_database)
     store = IncidentStore(client, settings.clickhouse_database)
     out(f"[2/5] Incident store: {settings.resolved_clickhouse_dsn} (database {settings.clickhouse_database})")
@@ -131,7 +131,7 @@ async def _run(settings: Settings, bootstrap: str, report: DemoReport, out: Prin
         await _wait_for(lambda: worker.stats.events + worker.stats.dead_letters >= report.published + report.malformed, 90)
     finally:
         await worker.stop()
-    report.commands = [decode_command(raw) for raw in await read_all(bootstrap, settings.topic_containment)]
+    report.commands = [decode_command(raw) for raw in await read_all(bootstrap, settings.topic_containment, settings=settings)]
     try:
         _summarise(scenario, report, worker, client, settings, out)
     finally:

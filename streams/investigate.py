@@ -96,7 +96,7 @@ async def operator_revert(client: Any, settings: Settings, command_id: str, reas
     if original is None:
         return None
     revert = build_operator_revert(original, int(time.time() * 1000), reason, settings.containment_ttl_s * 1000)
-    producer = await start_producer(settings.bootstrap_servers)
+    producer = await start_producer(settings.bootstrap_servers, settings)
     try:
         await (await producer.send(settings.topic_containment, value=encode_command(revert),
                                    key=revert.target.encode()))

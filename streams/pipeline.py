@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Protocol
 from detectors.engine import DetectorSet, Engine, EngineOutput
 from detectors.events import Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
+from detectors.incidents import EvidenceRow
 from streams.admission import EventTimeGuard, TopicPartitionKey, flood_key
 from streams.codec import DeadLetter, EventDecoder, decoder_for
 from streams.settings import Settings
@@ -43,6 +44,8 @@ class BatchResult:
     incidents: list[Incident] = field(default_factory=list)
     commands: list[ContainmentCommand] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Raw events that touched open incidents, for the evidence archive.
+    evidence: list[EvidenceRow] = field(default_factory=list)
 
 
 class OutputSink(Protocol):
@@ -92,8 +95,8 @@ def engine_from_settings(settings: Settings) -> Engine:
 
     return engine_from_files(
         build_detectors(settings.detectors),
-        assets_file=getattr(settings, "assets_file", "") or None,
-        policy_file=getattr(settings, "policy_file", "") or None,
+        assets_file=settings.assets_file or None,
+        policy_file=settings.policy_file or None,
         database=settings.clickhouse_database,
         mode=settings.containment_mode,
         min_severity=settings.containment_min_severity,
@@ -175,6 +178,7 @@ class Pipeline:
         result.dead_letters.extend(self._flood_dead_letters(per_key, result))
         result.incidents = output.incidents
         result.commands = output.commands
+        result.evidence = output.evidence
         return result
 
     def _detect(self, partition: TopicPartitionKey, event: Event, output: EngineOutput) -> None:
@@ -239,6 +243,10 @@ def deliver(result: BatchResult, sink: OutputSink) -> None:
         sink.add_command(command)
     for dead_letter in result.dead_letters:
         sink.add_dead_letter(dead_letter.to_record())
+    add_evidence = getattr(sink, "add_evidence", None)  # optional: sinks without an archive skip it
+    if add_evidence is not None:
+        for row in result.evidence:
+            add_evidence(row)
 
 
 def run_events(events: Iterable[Event], engine: Engine | None = None) -> EngineOutput:

@@ -9,6 +9,8 @@ from aiokafka import AIOKafkaProducer
 
 from detectors.events import Event, event_type_name
 from streams.codec import encode_event, event_from_record
+from streams.kafka_security import client_kwargs
+from streams.settings import Settings
 
 WIRE_FORMATS = ("json", "avro", "confluent")
 
@@ -41,10 +43,12 @@ def encode_for_wire(event: Event, record: dict[str, Any] | None, wire_format: st
     raise ValueError(f"wire format must be one of {WIRE_FORMATS}, not {wire_format!r}")
 
 
-async def start_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+async def start_producer(bootstrap_servers: str, settings: Settings | None = None) -> AIOKafkaProducer:
+    """A started producer; ``settings`` (if given) supplies SASL/TLS like every worker client."""
+    security = client_kwargs(settings) if settings is not None else {}
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, client_id="mlsentry-publisher", linger_ms=5,
-        max_batch_size=256 * 1024, acks="all",
+        max_batch_size=256 * 1024, acks="all", **security,
     )
     await producer.start()
     return producer

@@ -42,6 +42,8 @@ class Settings:
     topic_data_changes: str = "mlsentry.data_changes"
     topic_incidents: str = "mlsentry.incidents"
     topic_containment: str = "mlsentry.containment"
+    #: Responders acknowledge commands here (JSON: command_id, action, target, mode, outcome, acked_at).
+    topic_containment_acks: str = "mlsentry.containment_acks"
     topic_dead_letter: str = "mlsentry.dead_letter"
     #: Partitions used when mlsentry creates its topics (existing topics are left as they are).
     topic_partitions: int = 4
@@ -59,12 +61,19 @@ class Settings:
     containment_min_severity: str = "medium"
     containment_ttl_s: int = 3600
     incident_cooldown_s: int = 3600
+    #: TOML file of models/datasets with impact tier and owners (see config/assets.toml); empty: defaults.
+    assets_file: str = ""
+    #: TOML containment policy (see config/policy.toml); empty: built-in policy from the fields above.
+    policy_file: str = ""
     #: Events per processing batch and the longest wait to fill one.
     batch_size: int = 2000
     batch_within_s: float = 0.05
     #: Kafka consumer-group session timeout. Real Kafka rejects values under 6 s by default.
     session_timeout_s: float = 10.0
     max_message_bytes: int = 1 << 20
+    #: HTTP port of the worker's Faust web server (GET /health, GET /stats); 0 turns it off.
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
     max_field_bytes: int = 1 << 16
 
     # ---- Kafka client security (applied to every consumer, producer and admin client the worker creates)

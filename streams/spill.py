@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from detectors.findings import ContainmentCommand, Incident
+from detectors.incidents import EvidenceRow
 from streams.pipeline import OutputSink
 
 log = logging.getLogger("mlsentry.spill")
@@ -52,9 +53,10 @@ class _Outputs:
     incidents: list[Incident] = field(default_factory=list)
     commands: list[ContainmentCommand] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[EvidenceRow] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.incidents) + len(self.commands) + len(self.dead_letters)
+        return len(self.incidents) + len(self.commands) + len(self.dead_letters) + len(self.evidence)
 
 
 def incident_from_record(record: dict[str, Any]) -> Incident:
@@ -69,6 +71,7 @@ def _encode(outputs: _Outputs) -> bytes:
     lines += [json.dumps({"command": c.to_record()}) for c in outputs.commands]
     for record in outputs.dead_letters:
         lines.append(json.dumps({"dead_letter": {**record, "raw": base64.b64encode(bytes(record["raw"])).decode()}}))
+    lines += [json.dumps({"evidence": row.to_record()}) for row in outputs.evidence]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
@@ -83,6 +86,8 @@ def _decode(data: bytes) -> _Outputs:
         elif "command" in item:
             names = {spec.name for spec in fields(ContainmentCommand)}
             outputs.commands.append(ContainmentCommand(**{k: v for k, v in item["command"].items() if k in names}))
+        elif "evidence" in item:
+            outputs.evidence.append(EvidenceRow(**item["evidence"]))
         else:
             record = item["dead_letter"]
             outputs.dead_letters.append({**record, "raw": base64.b64decode(record["raw"])})
@@ -118,6 +123,9 @@ class SpillingSink:
 
     def add_dead_letter(self, record: dict) -> None:
         self._current.dead_letters.append(record)
+
+    def add_evidence(self, row: EvidenceRow) -> None:
+        self._current.evidence.append(row)
 
     def flush(self) -> int:
         """``OutputSink.flush``: write the delivered outputs (spilling on failure); rows accepted."""
@@ -200,6 +208,9 @@ class SpillingSink:
         adds = ([(self.inner.add_incident, i) for i in outputs.incidents]
                 + [(self.inner.add_command, c) for c in outputs.commands]
                 + [(self.inner.add_dead_letter, d) for d in outputs.dead_letters])
+        add_evidence = getattr(self.inner, "add_evidence", None)
+        if add_evidence is not None:
+            adds += [(add_evidence, row) for row in outputs.evidence]
         for add, item in adds:
             try:
                 add(item)  # type: ignore[operator]

@@ -87,6 +87,7 @@ def connect(
     username: str | None = None,
     password: str | None = None,
     secure: bool = False,
+    verify: bool = True,
 ) -> Any:
     """A clickhouse-connect client for ``chdb:///abs/dir`` or ``http(s)://host:port``.
 
@@ -102,7 +103,8 @@ def connect(
     if scheme == "chdb":
         return _connect_chdb(dsn)
     if scheme in ("http", "https"):
-        return _connect_http(dsn, username=username, password=password, secure=secure or scheme == "https")
+        return _connect_http(dsn, username=username, password=password, secure=secure or scheme == "https",
+                             verify=verify)
     raise ValueError(f"unsupported ClickHouse DSN {dsn!r}: use chdb:///absolute/dir or http(s)://host:port")
 
 
@@ -161,7 +163,14 @@ def held_by_other_process(path: str) -> bool:
     return False
 
 
-def _connect_http(dsn: str, *, username: str | None, password: str | None, secure: bool) -> Any:
+def connect_with(settings: Any) -> Any:
+    """``connect`` with every ClickHouse field of a ``Settings`` (DSN, database, credentials, TLS)."""
+    return connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database,
+                   username=settings.clickhouse_user or None, password=settings.clickhouse_password or None,
+                   secure=settings.clickhouse_secure, verify=settings.clickhouse_verify)
+
+
+def _connect_http(dsn: str, *, username: str | None, password: str | None, secure: bool, verify: bool) -> Any:
     import clickhouse_connect
 
     credentials: dict[str, Any] = {}
@@ -169,7 +178,7 @@ def _connect_http(dsn: str, *, username: str | None, password: str | None, secur
         credentials["username"] = username
     if password:
         credentials["password"] = password
-    return clickhouse_connect.get_client(dsn=dsn, secure=secure, tz_mode="aware", **credentials)
+    return clickhouse_connect.get_client(dsn=dsn, secure=secure, verify=verify, tz_mode="aware", **credentials)
 
 
 def _database_identifier(database: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_security import client_kwargs
 from streams.settings import Settings
 
 
@@ -15,13 +16,15 @@ def all_topics(settings: Settings) -> list[str]:
         settings.topic_data_changes,
         settings.topic_incidents,
         settings.topic_containment,
+        settings.topic_containment_acks,
         settings.topic_dead_letter,
     ]
 
 
 async def ensure_topics(settings: Settings, bootstrap_servers: str) -> list[str]:
     """Create any missing mlsentry topic; return the names that were created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mlsentry-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mlsentry-admin",
+                                **client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -37,12 +40,14 @@ async def ensure_topics(settings: Settings, bootstrap_servers: str) -> list[str]
         await admin.close()
 
 
-async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> list[bytes]:
+async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0,
+                   settings: Settings | None = None) -> list[bytes]:
     """Every message currently on ``topic`` (all partitions, from the beginning), no group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                auto_offset_reset="earliest", client_id="mlsentry-reader")
+                                auto_offset_reset="earliest", client_id="mlsentry-reader",
+                                **(client_kwargs(settings) if settings is not None else {}))
     await consumer.start()
     try:
         partitions = sorted(await _partitions_of(consumer, topic))

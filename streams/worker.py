@@ -69,8 +69,11 @@ class WorkerStats:
     publish_retries: int = 0
     assigned: list[tuple[str, int]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    #: ``time.monotonic()`` when the last batch finished (``None`` before the first).
+    last_batch_at: float | None = None
 
     def add(self, result: BatchResult) -> None:
+        self.last_batch_at = time.monotonic()
         self.batches += 1
         self.events += result.events
         self.replayed += result.replayed
@@ -155,6 +158,11 @@ class Worker:
         self._consumer.subscribe(list(settings.input_topics), listener=_Rebalance(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="mlsentry-worker")
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()`` while the consuming loop is alive."""
+        return self._task is not None and not self._task.done() and not self._stopping
 
     async def stop(self) -> None:
         self._stopping = True
@@ -361,6 +369,11 @@ class Worker:
                               header.watermark if header.watermark >= 0 else None, replay_until)
         self.stats.snapshots_restored += 1
         return header
+
+
+def faust_broker_url(bootstrap_servers: str) -> str:
+    """``h1:9092,h2:9092`` -> ``kafka://h1:9092;kafka://h2:9092`` (Faust's form)."""
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip())
 
 
 async def run_worker(settings: Settings, sink: OutputSink, bootstrap_servers: str | None = None,

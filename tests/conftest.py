@@ -37,6 +37,7 @@ def isolated_settings(tmp_path: Path, bootstrap_servers: str, **overrides: objec
         topic_partitions=2,
         data_dir=str(tmp_path / "data"),
         session_timeout_s=2.0,
+        web_port=0,
     )
     values.update(overrides)
     return Settings.load(environ={}, **values)

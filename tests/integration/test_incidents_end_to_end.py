@@ -59,10 +59,6 @@ class MinuteQueryBurst:
                        principal=event.principal, evidence={"queries_in_window": str(self.limit + 1)})
 
 
-if "test_query_burst" not in DETECTORS:
-    DETECTORS["test_query_burst"] = MinuteQueryBurst
-
-
 def _queries(principal: str, from_minute: int, minutes: int, per_minute: int) -> list[AccessEvent]:
     start = T0 + from_minute * MINUTE_MS
     return [AccessEvent(event_id=f"q-{principal}-{index}", ts=start + index * (MINUTE_MS // per_minute),
@@ -100,7 +96,11 @@ def outcome(embedded_broker, tmp_path_factory):
     settings = isolated_settings(tmp_path, embedded_broker.bootstrap_servers,
                                  detectors=(*DEFAULT_DETECTORS, "test_query_burst"))
     events = story_events()
-    return asyncio.run(_run(settings, embedded_broker.bootstrap_servers, events)), settings, events
+    DETECTORS["test_query_burst"] = MinuteQueryBurst  # only while this module runs: never seen by the contract suite
+    try:
+        return asyncio.run(_run(settings, embedded_broker.bootstrap_servers, events)), settings, events
+    finally:
+        del DETECTORS["test_query_burst"]
 
 
 async def _run(settings, bootstrap, events):
@@ -183,6 +183,10 @@ def test_dry_run_is_the_default_and_a_replay_issues_no_new_command_ids(outcome):
     assert {c["mode"] for c in result["published"]} == {"dry_run"}
     assert {row["outcome"] for row in result["log"]} == {"logged_dry_run"}
     published_ids = {c["command_id"] for c in result["published"]}
-    replayed = engine_from_settings(settings).process_many(events)
+    DETECTORS["test_query_burst"] = MinuteQueryBurst
+    try:
+        replayed = engine_from_settings(settings).process_many(events)
+    finally:
+        del DETECTORS["test_query_burst"]
     assert {c.command_id for c in replayed.commands} == published_ids
     assert len(published_ids) == len(result["published"]), "each command id is published once"
