@@ -5,19 +5,24 @@ by ``event_id``. The joined error stream (0 right, 1 wrong) of each ``(model_id,
 model_version)`` feeds River's ADWIN; a cut becomes a finding only after ``min_labels``
 labels and when the error rate rose by at least ``min_effect`` (absolute) over at least
 ``min_recent`` labels (checked for ``recheck`` labels after each cut, since ADWIN may cut
-before the new regime is that long). After a finding the key relearns from the new regime: one change,
-one finding.
+before the new regime is that long). Beside ADWIN, an upward CUSUM on the same error stream
+(``RankCusum`` on 0/1 errors is a standardised Bernoulli CUSUM against the version's own stable
+error rate, with a higher threshold since 0/1 steps are skewed) accumulates evidence label by label, so a clear rise is caught after a few hundred
+labels rather than when ADWIN's window splits; its crossing must also show a rise of
+``min_effect`` (beyond two standard errors) over at least ``min_run`` labels. After a finding the key relearns from the new
+regime: one change, one finding.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from river import drift
 
-from detectors._regime import Moments, RecentBlocks, Regime, adwin, affected, iso_utc
+from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
@@ -36,6 +41,7 @@ class _VersionState:
     errors: Moments = field(default_factory=Moments)
     blocks: RecentBlocks = field(default_factory=lambda: RecentBlocks(16, 64))
     pending: int = 0  # labels left in which to confirm ADWIN's last cut
+    cusum: RankCusum = field(default_factory=lambda: RankCusum(threshold=45.0))
 
 
 @register("concept_drift")
@@ -49,7 +55,7 @@ class ConceptDriftDetector:
     >>> events = labeled_stream(seed=3, n=8_000, change_at=4_000, error_after=0.45)
     >>> detector = ConceptDriftDetector()
     >>> [(i, f.kind, f.evidence["recent_error_rate"]) for i, e in enumerate(events) if (f := detector.update(e))]
-    [(6648, 'concept_drift', '0.3787')]
+    [(6330, 'concept_drift', '0.3915')]
     """
 
     name: ClassVar[str] = "concept_drift"
@@ -66,6 +72,7 @@ class ConceptDriftDetector:
         max_pending: int = 200_000,
         max_keys: int = 10_000,
         recheck: int = 512,
+        min_run: int = 30,
     ) -> None:
         self.delta = delta
         self.min_labels = min_labels
@@ -75,6 +82,7 @@ class ConceptDriftDetector:
         self.max_pending = max_pending
         self.max_keys = max_keys
         self.recheck = recheck
+        self.min_run = min_run
         self._reset()
 
     def _reset(self) -> None:
@@ -89,7 +97,7 @@ class ConceptDriftDetector:
     def clone(self) -> "ConceptDriftDetector":
         return ConceptDriftDetector(
             self.delta, self.min_labels, self.min_recent, self.min_effect, self.horizon_ms, self.max_pending,
-            self.max_keys, self.recheck,
+            self.max_keys, self.recheck, self.min_run,
         )
 
     def update(self, event: Event) -> Finding | None:
@@ -110,6 +118,11 @@ class ConceptDriftDetector:
         state.adwin.update(error)  # type: ignore[no-untyped-call]  # river is untyped here
         state.errors.update(error)
         state.blocks.add(joined.prediction.ts, error)
+        alarm = state.cusum.update(joined.prediction.ts, error)
+        if alarm is not None:
+            finding = self._on_cusum(key, state, alarm, event.ts)
+            if finding is not None:
+                return finding
         if state.adwin.drift_detected and state.errors.n >= self.min_labels:
             # ADWIN may cut before the new regime holds ``min_recent`` labels; keep checking a while.
             state.pending = self.recheck
@@ -122,6 +135,19 @@ class ConceptDriftDetector:
         if recent.moments.n < self.min_recent or baseline.n < self.min_recent or rise < self.min_effect:
             return None
         finding = self._finding(key, state, baseline, recent, event.ts)
+        self._states[key] = _VersionState(adwin(self.delta), state.first_ts, state.predictions)
+        return finding
+
+    def _on_cusum(self, key: ModelKey, state: _VersionState, alarm: CusumAlarm, now: int) -> Finding | None:
+        baseline = _reference_moments(state.cusum.reference)
+        rate = alarm.recent.mean
+        # The crossing run was selected for being high: its rise must clear the floor by two standard errors.
+        rise = rate - baseline.mean - 2 * math.sqrt(rate * (1 - rate) / max(alarm.n, 1))
+        if alarm.direction < 0 or alarm.n < self.min_run or rise < self.min_effect:
+            state.cusum.quiet()
+            return None
+        recent = Regime(alarm.start_ts, alarm.recent, [])
+        finding = self._finding(key, state, baseline, recent, now)
         self._states[key] = _VersionState(adwin(self.delta), state.first_ts, state.predictions)
         return finding
 
@@ -165,11 +191,18 @@ class ConceptDriftDetector:
         )
 
 
+def _reference_moments(reference: list[float]) -> Moments:
+    moments = Moments()
+    for value in reference:
+        moments.update(value)
+    return moments
+
+
 def _summary(key: ModelKey, baseline: Moments, recent: Regime, hit: int, delta: float) -> str:
     return (
         f"The error rate of model {key[0]} version {key[1]} rose from {baseline.mean:.1%} "
         f"({int(baseline.n)} labeled predictions) to {recent.moments.mean:.1%} over the last "
         f"{int(recent.moments.n)} labeled predictions, made since about {iso_utc(recent.start_ts)}; "
-        f"confirmed by ADWIN at confidence 1-{delta:g}. About {hit} predictions made since then may be wrong "
+        f"confirmed by a sequential test (ADWIN at confidence 1-{delta:g} or an error-rate CUSUM). About {hit} predictions made since then may be wrong "
         f"and the decisions based on them should be reviewed; retrain or roll back if the rise persists."
     )

@@ -7,10 +7,19 @@ Two detectors on ``DataChangeEvent``:
   the last ``history`` accepted changes (a robust z-score, so one earlier outlier does not
   widen the baseline), and the ratio to the median must be at least ``min_ratio``.
   Flagged changes are not learned.
-* ``unapproved_change`` - a change to a high-impact dataset (listed in
-  ``high_impact_datasets``, matching ``high_impact_prefixes``, or consumed by one of
-  ``high_impact_models``) with no approval, or approved by its own actor: kind
-  ``unapproved_change``. Separately, for every dataset, a change from a source never
+* ``unapproved_change`` - kind ``unapproved_change``:
+
+  - a change approved by its own actor, on any dataset: self-approval defeats four-eyes
+    review whatever the data is, so it is always flagged; its strength is higher when the
+    dataset is high impact (listed in ``high_impact_datasets``, matching
+    ``high_impact_prefixes``, or consumed by one of ``high_impact_models``) or has
+    consumers (models train on it);
+  - a change with no approval to a dataset that is high impact or, with
+    ``consumed_is_impactful`` (the default), lists consumers: a dataset that trains
+    models is impactful even when nobody configured it. A dataset with neither may be
+    changed without approval (scratch and staging data).
+
+  Separately, for every dataset, a change from a source never
   seen for it before (after ``source_warmup`` changes): kind ``provenance_mismatch``,
   because it is the data's origin, not its approval, that departs from its lineage, and
   responders handle it like other provenance findings (freeze, re-verify the lineage).
@@ -146,7 +155,7 @@ class _LineageState:
 
 @register("unapproved_change")
 class UnapprovedChangeDetector:
-    """Finds unapproved or self-approved changes to high-impact datasets, and changes from new sources.
+    """Finds self-approved changes, unapproved changes to impactful datasets, and changes from new sources.
 
     Example: appends to ``transactions`` (read by ``fraud-model``, marked high impact) are
     approved by a data steward; change 8 has no approval and comes from a new source, and
@@ -174,6 +183,7 @@ class UnapprovedChangeDetector:
         source_warmup: int = 5,
         max_sources: int = 64,
         max_keys: int = 100_000,
+        consumed_is_impactful: bool = True,
     ) -> None:
         self.high_impact_datasets = high_impact_datasets
         self.high_impact_prefixes = high_impact_prefixes
@@ -181,6 +191,7 @@ class UnapprovedChangeDetector:
         self.source_warmup = source_warmup
         self.max_sources = max_sources
         self.max_keys = max_keys
+        self.consumed_is_impactful = consumed_is_impactful
         self._reset()
 
     def _reset(self) -> None:
@@ -194,7 +205,7 @@ class UnapprovedChangeDetector:
     def clone(self) -> "UnapprovedChangeDetector":
         return UnapprovedChangeDetector(
             self.high_impact_datasets, self.high_impact_prefixes, self.high_impact_models, self.source_warmup,
-            self.max_sources, self.max_keys,
+            self.max_sources, self.max_keys, self.consumed_is_impactful,
         )
 
     def high_impact_reason(self, event: DataChangeEvent) -> str | None:
@@ -206,6 +217,17 @@ class UnapprovedChangeDetector:
         models = sorted(set(event.consumers) & self.high_impact_models)
         return f"it trains high-impact model(s) {', '.join(models)}" if models else None
 
+    def approval_reason(self, event: DataChangeEvent, approval: str) -> tuple[str, float] | None:
+        """Why ``approval`` (the change's approval problem) matters here, with the finding's base strength."""
+        high = self.high_impact_reason(event)
+        if high is not None:
+            return high, 0.9
+        if event.consumers and (self.consumed_is_impactful or approval == "self_approved"):
+            return f"it trains model(s) {', '.join(event.consumers)}", 0.8
+        if approval == "self_approved":
+            return "self-approval defeats independent review", 0.6
+        return None
+
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent):
             return None
@@ -214,7 +236,7 @@ class UnapprovedChangeDetector:
             return None  # the same flagged change delivered again
         new_source = state.changes >= self.source_warmup and event.source not in state.sources
         approval = _approval_problem(event)
-        reason = self.high_impact_reason(event) if approval else None
+        reason = self.approval_reason(event, approval) if approval else None
         self._learn(state, event.source)
         if reason is None and not new_source:
             return None
@@ -230,8 +252,9 @@ class UnapprovedChangeDetector:
         while len(state.sources) > self.max_sources:
             state.sources.popitem(last=False)
 
-    def _unapproved(self, event: DataChangeEvent, state: _LineageState, approval: str, reason: str,
-                    new_source: bool) -> Finding:
+    def _unapproved(self, event: DataChangeEvent, state: _LineageState, approval: str,
+                    reason_strength: tuple[str, float], new_source: bool) -> Finding:
+        reason, base = reason_strength
         check = approval + ("+new_source" if new_source else "")
         what = "has no approval" if approval == "no_approval" else f"was approved by its own actor {event.actor}"
         source_note = f", a source never seen in its {state.changes - 1} earlier changes" if new_source else ""
@@ -241,11 +264,12 @@ class UnapprovedChangeDetector:
             f"Unreviewed data can poison {_consumers(event)} at the next retraining. Freeze the dataset at the "
             f"previous version and have an independent approver review the change."
         )
-        evidence = {"check": check, "high_impact_because": reason, "new_source": str(new_source).lower(),
+        evidence = {"check": check, "high_impact_because": reason, "impact": _impact(base),
+                    "new_source": str(new_source).lower(),
                     "known_sources": ",".join(state.sources), "baseline_changes": str(state.changes - 1),
                     **_who(event)}
-        strength = 1.0 if new_source else 0.9
-        return _finding(self.kind, self.name, event, strength, 0.9, strength, summary, evidence)
+        strength = min(1.0, base + 0.1) if new_source else base
+        return _finding(self.kind, self.name, event, strength, base, strength, summary, evidence)
 
     def _new_source(self, event: DataChangeEvent, state: _LineageState) -> Finding:
         known = [source for source in state.sources if source != event.source]
@@ -260,6 +284,10 @@ class UnapprovedChangeDetector:
                     "new_source": "true", **_who(event)}
         strength = 0.5 if _approval_problem(event) is None else 0.7
         return _finding(self.source_kind, self.name, event, strength, 0.5, strength, summary, evidence)
+
+
+def _impact(base_strength: float) -> str:
+    return {0.9: "high", 0.8: "consumed"}.get(base_strength, "none")
 
 
 def _approval_problem(event: DataChangeEvent) -> str | None:

@@ -1,17 +1,33 @@
-"""Download bursts: a principal pulls far more artifacts (or bytes) in a minute than usual.
+"""Download bursts: a principal pulls far more artifacts (or bytes) than usual.
 
-Successful downloads are counted in event-time tumbling buckets per principal. Each
-principal's closed buckets, including a bounded run of the empty ones between active
-buckets, feed River exponentially weighted mean/variance; a principal with little
-history is judged against the peer baseline (all principals' active buckets). The open
-bucket is checked on every event, so a burst is caught mid-minute. Burst buckets are not
-learned as normal, and one burst gives one finding.
+Two rules, one finding per burst:
+
+* **per bucket** - successful downloads are counted in event-time tumbling buckets per
+  principal. Each principal's closed buckets, including a bounded run of the empty ones
+  between active buckets, feed River exponentially weighted mean/variance; a principal
+  with little history is judged against the peer baseline (all principals' active
+  buckets). The open bucket is checked on every event, so a large burst is caught
+  mid-minute; ``min_count`` artifacts (or ``min_bytes``) per bucket is the floor.
+* **against the principal's own rate** - a quiet principal (a few downloads a day) that
+  pulls a dozen artifacts in five minutes never reaches ``min_count`` in one bucket. Each
+  principal's share of active ``rate_slot_ms`` slots (with a download) and its largest
+  usual slot (``peak``) are decayed over event time (half-life ``rate_half_life_ms``) and
+  learned only as slots leave the sliding window of the last ``rate_window_ms``, so a burst
+  is judged before any of it is learned. The window's downloads would need at least
+  ``count / peak`` active slots; a Poisson tail test of that many against the principal's active rate
+  bounds the p-value (so a principal that habitually downloads in clumps is judged on
+  clumps, not single downloads). The p-value must beat ``alpha`` false alarms per day spread
+  Bonferroni-style over every tracked principal and every window of a day, and the window
+  must hold at least ``min_rate_count`` artifacts. A principal is judged this way once it
+  has ``rate_min_history_ms`` of history.
+
+Burst buckets are not learned as normal.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar
@@ -45,6 +61,43 @@ class EWBaseline:
         return math.sqrt(max(self.var.get(), 0.0))
 
 
+class RateModel:
+    """Decayed long-run share of active slots, downloads per slot, and the usual clump size.
+
+    Every slot since the principal was first seen counts, the empty ones too; older slots
+    weigh ``decay ** age``. ``peak`` is the largest count of a learned slot, fading with
+    the same decay (never below 1).
+    """
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.slots = 0.0  # decayed number of slots observed
+        self.active = 0.0  # decayed number of slots with a download
+        self.total = 0.0  # decayed number of downloads
+        self.peak = 1.0
+        self.last_index: int | None = None
+
+    def update(self, index: int, count: int) -> None:
+        """Learn slot ``index`` holding ``count``; the slots skipped since the last one held zero."""
+        steps = 1 if self.last_index is None else max(index - self.last_index, 1)
+        fade = self.decay ** steps
+        self.slots = self.slots * fade + (1.0 - fade) / (1.0 - self.decay)
+        self.active = self.active * fade + (count > 0)
+        self.total = self.total * fade + count
+        self.peak = max(1.0, self.peak * fade, float(count))
+        self.last_index = index
+
+    @property
+    def active_rate(self) -> float:
+        """Share of slots with at least one download."""
+        return self.active / self.slots if self.slots else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Downloads per slot."""
+        return self.total / self.slots if self.slots else 0.0
+
+
 @dataclass
 class _Bucket:
     """The open bucket of one principal."""
@@ -60,8 +113,24 @@ class _Bucket:
 class _PrincipalState:
     counts: EWBaseline
     sizes: EWBaseline
+    rates: RateModel
+    first_ts: int
+    window: deque[list[int]] = field(default_factory=deque)  # [slot index, downloads, in a burst] in the window
     bucket: _Bucket | None = None
     in_burst: bool = False
+    rate_alarm_until: int = -1  # a rate burst stays one burst until its window has been quiet this long
+
+
+@dataclass(frozen=True)
+class _RateVerdict:
+    """Why the sliding window is a burst for this principal's own rate."""
+
+    count: int
+    clumps_needed: float
+    expected_clumps: float
+    peak: float
+    log10_p: float
+    log10_threshold: float
 
 
 @dataclass(frozen=True)
@@ -105,6 +174,13 @@ class DownloadBurstDetector:
         max_gap_buckets: int = 60,
         max_resources: int = 1_000,
         max_keys: int = 100_000,
+        rate_window_ms: int = 10 * 60_000,
+        rate_slot_ms: int = 60_000,
+        min_rate_count: int = 8,
+        alpha: float = 0.01,
+        rate_half_life_ms: int = 24 * 3_600_000,
+        rate_min_history_ms: int = 3_600_000,
+        min_rate_per_day: float = 1.0,
     ) -> None:
         self.bucket_ms = bucket_ms
         self.min_count = min_count
@@ -115,6 +191,14 @@ class DownloadBurstDetector:
         self.max_gap_buckets = max_gap_buckets
         self.max_resources = max_resources
         self.max_keys = max_keys
+        self.rate_window_ms = rate_window_ms
+        self.rate_slot_ms = rate_slot_ms
+        self.min_rate_count = min_rate_count
+        self.alpha = alpha
+        self.rate_half_life_ms = rate_half_life_ms
+        self.rate_min_history_ms = rate_min_history_ms
+        self.min_rate_per_day = min_rate_per_day
+        self._decay = 0.5 ** (rate_slot_ms / rate_half_life_ms)
         self._reset()
 
     def _reset(self) -> None:
@@ -130,30 +214,79 @@ class DownloadBurstDetector:
     def clone(self) -> "DownloadBurstDetector":
         return DownloadBurstDetector(
             self.bucket_ms, self.min_count, self.min_bytes, self.k, self.fading_factor,
-            self.min_history, self.max_gap_buckets, self.max_resources, self.max_keys,
+            self.min_history, self.max_gap_buckets, self.max_resources, self.max_keys, self.rate_window_ms,
+            self.rate_slot_ms, self.min_rate_count, self.alpha, self.rate_half_life_ms, self.rate_min_history_ms,
+            self.min_rate_per_day,
         )
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, AccessEvent) or event.action != "download" or event.outcome != "success":
             return None
-        state = self._state_for(event.principal)
+        state = self._state_for(event.principal, event.ts)
         bucket = self._bucket_for(state, event)
         bucket.count += max(event.count, 0)
         bucket.bytes += max(event.bytes, 0)
         if len(bucket.resources) < self.max_resources:
             bucket.resources.add(event.resource)
+        in_window = self._slide(state, event)
         if state.in_burst:
             return None
         verdict = self._verdict(state, bucket)
-        if verdict is None:
+        if verdict is not None:
+            state.in_burst = True
+            self._taint(state, event.ts)
+            return self._finding(event, bucket, verdict)
+        rate_verdict = self._rate_verdict(state, in_window)
+        if rate_verdict is None:
             return None
-        state.in_burst = True
-        return self._finding(event, bucket, verdict)
+        first = event.ts >= state.rate_alarm_until  # else the same burst, still going
+        self._taint(state, event.ts)
+        return self._rate_finding(event, state, bucket, rate_verdict) if first else None
 
-    def _state_for(self, principal: str) -> _PrincipalState:
+    def _taint(self, state: _PrincipalState, ts: int) -> None:
+        """Mark the window as a burst (never learned as normal) and extend the burst."""
+        for entry in state.window:
+            entry[2] = 1
+        state.rate_alarm_until = ts + self.rate_window_ms
+
+    def _slide(self, state: _PrincipalState, event: AccessEvent) -> int:
+        """Add the event to the principal's sliding window; the downloads now in it."""
+        slot = event.ts // self.rate_slot_ms
+        window = state.window
+        if window and window[-1][0] >= slot:
+            window[-1][1] += max(event.count, 0)  # late events count in the newest slot
+        else:
+            window.append([slot, max(event.count, 0), int(event.ts < state.rate_alarm_until)])
+        oldest = window[-1][0] - self.rate_window_ms // self.rate_slot_ms
+        while window[0][0] <= oldest:
+            # Slots are learned only once they leave the window, so a burst in progress is not
+            # learned before it is judged; a burst's slots are learned as empty.
+            index, count, in_burst = window.popleft()
+            state.rates.update(index, 0 if in_burst else count)
+        return sum(entry[1] for entry in window)
+
+    def _rate_verdict(self, state: _PrincipalState, count: int) -> _RateVerdict | None:
+        if count < self.min_rate_count or state.rates.last_index is None:
+            return None
+        if state.rates.slots * self.rate_slot_ms < self.rate_min_history_ms:
+            return None
+        # Under the principal's habits the window holds Poisson(expected) active slots of at most
+        # ``peak`` downloads each, so ``count`` downloads need at least count / peak of them.
+        floor = self.min_rate_per_day * self.rate_slot_ms / 86_400_000
+        expected = max(state.rates.active_rate, floor) * self.rate_window_ms / self.rate_slot_ms
+        needed = count / state.rates.peak
+        log10_p = poisson_log10_tail(needed, expected)
+        tests_per_day = len(self._states) * 86_400_000 / self.rate_window_ms
+        log10_threshold = math.log10(self.alpha / tests_per_day)
+        if log10_p >= log10_threshold:
+            return None
+        return _RateVerdict(count, needed, expected, state.rates.peak, log10_p, log10_threshold)
+
+    def _state_for(self, principal: str, ts: int) -> _PrincipalState:
         state = self._states.get(principal)
         if state is None:
-            state = _PrincipalState(EWBaseline(self.fading_factor), EWBaseline(self.fading_factor))
+            state = _PrincipalState(EWBaseline(self.fading_factor), EWBaseline(self.fading_factor),
+                                    RateModel(self._decay), ts)
             self._states[principal] = state
             while len(self._states) > self.max_keys:
                 self._states.popitem(last=False)
@@ -172,9 +305,10 @@ class DownloadBurstDetector:
         return state.bucket
 
     def _close(self, state: _PrincipalState, bucket: _Bucket, next_index: int) -> None:
+        rate_burst = bucket.first_ts < state.rate_alarm_until
         if state.in_burst:
             state.in_burst = next_index == bucket.index + 1 and self._over(state, bucket)
-        else:
+        elif not rate_burst:
             self._learn(state.counts, state.sizes, bucket.count, bucket.bytes)
             self._learn(self._peer_counts, self._peer_sizes, bucket.count, bucket.bytes)
         for _ in range(min(next_index - bucket.index - 1, self.max_gap_buckets)):
@@ -207,6 +341,7 @@ class DownloadBurstDetector:
         ratio = max(bucket.count / max(verdict.count_limit, 1.0), bucket.bytes / max(verdict.bytes_limit, 1.0))
         per_minute = 60_000 / self.bucket_ms
         evidence = {
+            "rule": "per_bucket",
             "downloads_in_window": str(bucket.count),
             "bytes_in_window": str(bucket.bytes),
             "distinct_resources": str(len(bucket.resources)),
@@ -249,6 +384,86 @@ class DownloadBurstDetector:
             f"or {_gib(int(verdict.bytes_limit))}. Throttle the principal and force re-authentication "
             f"while its owner confirms the activity."
         )
+
+
+    def _rate_finding(self, event: AccessEvent, state: _PrincipalState, bucket: _Bucket,
+                      verdict: _RateVerdict) -> Finding:
+        window_start = max(state.window[0][0] * self.rate_slot_ms, event.ts - self.rate_window_ms)
+        per_day = state.rates.rate * 86_400_000 / self.rate_slot_ms
+        minutes = self.rate_window_ms / 60_000
+        expected_downloads = state.rates.rate * self.rate_window_ms / self.rate_slot_ms
+        ratio = verdict.count / max(expected_downloads, 1e-9)
+        active_per_day = state.rates.active_rate * 86_400_000 / self.rate_slot_ms
+        evidence = {
+            "rule": "own_rate",
+            "downloads_in_window": str(verdict.count),
+            "window_ms": str(self.rate_window_ms),
+            "distinct_resources_this_bucket": str(len(bucket.resources)),
+            "baseline": "own",
+            "baseline_rate_per_day": f"{per_day:.2f}",
+            "baseline_history_hours": f"{(event.ts - state.first_ts) / 3_600_000:.1f}",
+            "slot_ms": str(self.rate_slot_ms),
+            "baseline_active_slots_per_day": f"{active_per_day:.2f}",
+            "baseline_peak_per_slot": f"{verdict.peak:.1f}",
+            "expected_downloads_in_window": f"{expected_downloads:.4f}",
+            "expected_active_slots_in_window": f"{verdict.expected_clumps:.4f}",
+            "active_slots_needed": f"{verdict.clumps_needed:.1f}",
+            "log10_p_value": f"{verdict.log10_p:.1f}",
+            "log10_p_threshold": f"{verdict.log10_threshold:.1f}",
+            "principals_tracked": str(len(self._states)),
+            "ratio_to_expected": f"{ratio:.1f}",
+        }
+        summary = (
+            f"Principal {event.principal} downloaded {verdict.count} artifacts in the {minutes:.0f} minutes up to "
+            f"{_iso(event.ts)}; its own rate over {(event.ts - state.first_ts) / 3_600_000:.1f} h of history is "
+            f"{per_day:.1f} a day, at most {verdict.peak:.0f} per {self.rate_slot_ms // 1000}s slot "
+            f"({expected_downloads:.2f} expected in such a window), p=1e{verdict.log10_p:.0f} against a budget "
+            f"of 1e{verdict.log10_threshold:.0f} "
+            f"over {len(self._states)} principals. Throttle the principal and force re-authentication while its "
+            f"owner confirms the activity."
+        )
+        strength = min(1.0, 0.5 + 0.05 * (verdict.log10_threshold - verdict.log10_p))
+        return Finding(
+            kind=self.kind,
+            detector=self.name,
+            ts=event.ts,
+            window_start=window_start,
+            window_end=event.ts,
+            score=-verdict.log10_p,
+            threshold=-verdict.log10_threshold,
+            strength=strength,
+            summary=summary,
+            principal=event.principal,
+            evidence=evidence,
+            recommended_actions=(
+                f"Throttle downloads by {event.principal}",
+                f"Force re-authentication of {event.principal} and confirm the activity with its owner",
+                "Review which artifacts were downloaded and whether they left the network",
+            ),
+        )
+
+
+def poisson_log10_tail(count: float, mean: float) -> float:
+    """log10 P(X >= count) for X ~ Poisson(mean), continuous in ``count`` (regularized lower gamma).
+
+    >>> round(10 ** poisson_log10_tail(2, 1.0), 6)  # 1 - e^-1 - e^-1
+    0.264241
+    >>> poisson_log10_tail(12, 0.3) < -9
+    True
+    """
+    if count <= 0 or mean <= 0:
+        return 0.0 if count <= 0 else -math.inf
+    if mean >= count:
+        return 0.0  # not in the upper tail: nothing to report
+    # P(a, x) = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n)), converging fast for x < a.
+    term = total = 1.0
+    for step in range(1, 1_000):
+        term *= mean / (count + step)
+        total += term
+        if term < total * 1e-15:
+            break
+    log_p = count * math.log(mean) - mean - math.lgamma(count + 1.0) + math.log(total)
+    return min(0.0, log_p / math.log(10))
 
 
 def _iso(ts_ms: int) -> str:

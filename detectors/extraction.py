@@ -7,8 +7,10 @@ Two signatures in the ``PredictionEvent`` stream of one principal on one model v
   at least ``ratio`` times it, at least ``min_fraction``, and a binomial z-score of at
   least ``z_threshold``. Population drift (every caller's scores move together) moves
   the population share too, so it does not look like probing;
-* **feature sweep** - ``sweep_length`` consecutive queries that each change exactly one
-  feature, the same one, in the same direction, with every other feature fixed.
+* **feature sweep** - ``sweep_length`` queries that each change exactly one feature, the
+  same one, in the same direction, with every other feature fixed. Up to
+  ``max_interleaved`` queries in a row that move other features (the principal's ordinary
+  traffic) are skipped, not a break: each step is compared with the sweep's last step.
 
 Both are reported as kind ``query_burst`` (extraction is a query abuse) by the detector
 ``extraction``. After a finding, the principal stays flagged while the signal persists
@@ -43,6 +45,8 @@ class _Sweep:
     start_ts: int = 0
     first_value: float = 0.0
     last_value: float = 0.0
+    anchor: dict[str, float] | None = None  # the features of the sweep's last step
+    misses: int = 0  # queries in a row since then that did not fit
 
 
 @dataclass
@@ -72,7 +76,7 @@ class ExtractionDetector:
     Example: five services call ``credit:v7`` (scores Beta(2, 5), about 9% within 0.05 of
     0.5); from prediction 3000 a third of the calls come from ``scraper``, whose scores sit
     at the boundary, and it is caught after 100 of its queries. Another ``scraper`` raises
-    ``amount`` step by step with every other feature fixed and is caught at its 30th step (31st query).
+    ``amount`` step by step with every other feature fixed and is caught at its 20th step (21st query).
 
     >>> from detectors._testing import prediction_traffic
     >>> detector = ExtractionDetector()
@@ -82,7 +86,7 @@ class ExtractionDetector:
     >>> detector = ExtractionDetector()
     >>> events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000, attack="sweep")
     >>> [(i, f.principal, f.evidence["check"]) for i, e in enumerate(events) if (f := detector.update(e))]
-    [(3090, 'scraper', 'feature_sweep')]
+    [(3060, 'scraper', 'feature_sweep')]
     """
 
     name: ClassVar[str] = "extraction"
@@ -99,10 +103,11 @@ class ExtractionDetector:
         z_threshold: float = 5.0,
         population_fading_factor: float = 0.002,
         min_population: int = 500,
-        sweep_length: int = 30,
+        sweep_length: int = 20,
         max_features: int = 256,
         quiet_ms: int = 3_600_000,
         max_keys: int = 100_000,
+        max_interleaved: int = 3,
     ) -> None:
         self.band = band
         self.window = window
@@ -116,6 +121,7 @@ class ExtractionDetector:
         self.max_features = max_features
         self.quiet_ms = quiet_ms
         self.max_keys = max_keys
+        self.max_interleaved = max_interleaved
         self._reset()
 
     def _reset(self) -> None:
@@ -132,7 +138,7 @@ class ExtractionDetector:
         return ExtractionDetector(
             self.band, self.window, self.min_predictions, self.ratio, self.min_fraction, self.z_threshold,
             self.population_fading_factor, self.min_population, self.sweep_length, self.max_features,
-            self.quiet_ms, self.max_keys,
+            self.quiet_ms, self.max_keys, self.max_interleaved,
         )
 
     def update(self, event: Event) -> Finding | None:
@@ -193,7 +199,8 @@ class ExtractionDetector:
         state.recent.append((event.ts, near))
         state.near += near
         if len(event.features) <= self.max_features:
-            if state.last_features is not None:
+            if state.last_features is not None and not _continue_sweep(state.sweep, event.features,
+                                                                       self.max_interleaved):
                 _extend_sweep(state.sweep, state.last_features, event.features, state.last_ts)
             state.last_features = dict(event.features)
             state.last_ts = event.ts
@@ -280,6 +287,25 @@ def _learn_population(population: _Population, near: bool) -> None:
     population[1][0] += 1
 
 
+def _continue_sweep(sweep: _Sweep, current: Mapping[str, float], max_interleaved: int) -> bool:
+    """Whether ``current`` extends a running sweep from its last step, or is tolerated beside it."""
+    anchor = sweep.anchor
+    if not sweep.length or anchor is None or anchor.keys() != current.keys():
+        return False
+    changed = [name for name in current if current[name] != anchor[name]]
+    if not changed:
+        return True  # a repeated query neither extends nor breaks a sweep
+    if changed == [sweep.feature]:
+        if (current[sweep.feature] - anchor[sweep.feature]) * sweep.direction < 0:
+            return False  # the swept feature turned back: the sweep is broken
+        sweep.length += 1
+        sweep.last_value = current[sweep.feature]
+        sweep.anchor, sweep.misses = dict(current), 0
+        return True
+    sweep.misses += 1  # other features moved: another query of the principal's, skipped
+    return sweep.misses <= max_interleaved
+
+
 def _extend_sweep(sweep: _Sweep, previous: Mapping[str, float], current: Mapping[str, float], last_ts: int) -> None:
     """Grow the run of one-feature-at-a-time monotone changes, or restart or break it."""
     if previous.keys() != current.keys():
@@ -299,6 +325,7 @@ def _extend_sweep(sweep: _Sweep, previous: Mapping[str, float], current: Mapping
         sweep.feature, sweep.direction, sweep.length = name, direction, 1
         sweep.start_ts, sweep.first_value = last_ts, previous[name]
     sweep.last_value = current[name]
+    sweep.anchor, sweep.misses = dict(current), 0
 
 
 def _iso(ts_ms: int) -> str:

@@ -9,7 +9,16 @@ a change from a new or young source is judged against the whole dataset's histor
 flagged one still counts towards the source's own history, never the dataset's).
 The change is compared with its baseline by total-variation
 distance (how much of the mix moved) and a G-test (how sure, given the rows): it is a
-finding only when both say so, after a warm-up of accepted changes. A flagged change is
+finding when both say so, after a warm-up of accepted changes. Two gates:
+
+* a large shift: TVD at least ``tvd_threshold`` and p below ``p_threshold``;
+* a small shift on a big change: TVD at least ``small_tvd_threshold``, p below the much
+  stricter ``small_p_threshold``, at least ``small_min_rows`` rows, and the moved label's
+  share at least ``spread_k`` standard deviations of its own change-to-change spread away
+  from the baseline (once ``spread_warmup`` changes are known). The spread gate is
+  needed because real batches differ more than sampling explains (a batch is not a
+  random sample of one population): on a 5,000-row append the G-test alone calls a
+  healthy batch-to-batch wobble of a few points astronomically significant. A flagged change is
 never learned into the baseline, so poison does not become the new normal.
 """
 
@@ -33,6 +42,7 @@ OTHER_LABEL = "__other__"
 @dataclass
 class _DatasetState:
     label_sums: dict[str, stats.Sum] = field(default_factory=dict)
+    shares: dict[str, stats.Var] = field(default_factory=dict)  # spread of each label's share per change
     changes: int = 0
     rows: float = 0.0
     alarmed_version: str | None = None
@@ -77,6 +87,11 @@ class LabelShiftDetector:
         warmup: int = 3,
         max_labels: int = 1_000,
         max_keys: int = 100_000,
+        small_tvd_threshold: float = 0.05,
+        small_p_threshold: float = 1e-12,
+        small_min_rows: int = 1_000,
+        spread_k: float = 5.0,
+        spread_warmup: int = 10,
     ) -> None:
         self.tvd_threshold = tvd_threshold
         self.p_threshold = p_threshold
@@ -84,6 +99,11 @@ class LabelShiftDetector:
         self.warmup = warmup
         self.max_labels = max_labels
         self.max_keys = max_keys
+        self.small_tvd_threshold = small_tvd_threshold
+        self.small_p_threshold = small_p_threshold
+        self.small_min_rows = small_min_rows
+        self.spread_k = spread_k
+        self.spread_warmup = spread_warmup
         self._reset()
 
     def _reset(self) -> None:
@@ -97,7 +117,8 @@ class LabelShiftDetector:
 
     def clone(self) -> "LabelShiftDetector":
         return LabelShiftDetector(
-            self.tvd_threshold, self.p_threshold, self.min_rows, self.warmup, self.max_labels, self.max_keys
+            self.tvd_threshold, self.p_threshold, self.min_rows, self.warmup, self.max_labels, self.max_keys,
+            self.small_tvd_threshold, self.small_p_threshold, self.small_min_rows, self.spread_k, self.spread_warmup,
         )
 
     def update(self, event: Event) -> Finding | None:
@@ -112,7 +133,7 @@ class LabelShiftDetector:
         source = self._state_for((event.dataset, event.source))
         reference, baseline = (source, "source") if source.changes >= self.warmup else (state, "dataset")
         comparison = self._compare(reference, counts) if reference.changes >= self.warmup else None
-        if comparison is not None and self._is_shift(comparison):
+        if comparison is not None and self._is_shift(reference, comparison):
             state.alarmed_version = event.version
             if baseline == "dataset":
                 # A young source odd against the dataset is flagged, and builds its own history so
@@ -138,8 +159,12 @@ class LabelShiftDetector:
             if label not in state.label_sums and len(state.label_sums) >= self.max_labels:
                 label = OTHER_LABEL  # bounded labels per dataset; the tail shares one bin
             state.label_sums.setdefault(label, stats.Sum()).update(count)
+        rows = sum(counts.values())
+        for label in state.label_sums:
+            if label in state.shares or len(state.shares) < self.max_labels:
+                state.shares.setdefault(label, stats.Var()).update(counts.get(label, 0) / rows)
         state.changes += 1
-        state.rows += sum(counts.values())
+        state.rows += rows
 
     def _compare(self, state: _DatasetState, counts: Mapping[str, int]) -> _Comparison:
         observed = _fold(counts, state.label_sums, self.max_labels)
@@ -153,11 +178,17 @@ class LabelShiftDetector:
         p_value = chi2_sf(g_statistic, max(len(labels) - 1, 1))
         return _Comparison(baseline, recent, rows, tvd, g_statistic, p_value)
 
-    def _is_shift(self, comparison: _Comparison) -> bool:
+    def _is_shift(self, state: _DatasetState, comparison: _Comparison) -> bool:
+        if comparison.rows < self.min_rows:
+            return False
+        if comparison.tvd >= self.tvd_threshold and comparison.p_value < self.p_threshold:
+            return True
         return (
-            comparison.rows >= self.min_rows
-            and comparison.tvd >= self.tvd_threshold
-            and comparison.p_value < self.p_threshold
+            comparison.rows >= self.small_min_rows
+            and comparison.tvd >= self.small_tvd_threshold
+            and comparison.p_value < self.small_p_threshold
+            and state.changes >= self.spread_warmup
+            and _spread_z(state, comparison) >= self.spread_k
         )
 
     def _finding(self, event: DataChangeEvent, state: _DatasetState, comparison: _Comparison,
@@ -180,6 +211,15 @@ class LabelShiftDetector:
                 f"Ask {event.actor} and the owner of source {event.source} to explain the new labels",
             ),
         )
+
+
+def _spread_z(state: _DatasetState, comparison: _Comparison) -> float:
+    """How many of its own change-to-change standard deviations the most-moved label's share moved."""
+    label = _top_labels(comparison, 1)[0]
+    spread = state.shares.get(label)
+    sd = math.sqrt(spread.get()) if spread is not None else 0.0
+    moved = abs(comparison.recent[label] - comparison.baseline[label])
+    return moved / sd if sd > 0 else math.inf
 
 
 def _fold(counts: Mapping[str, int], known: Mapping[str, object], max_labels: int) -> dict[str, int]:
@@ -273,6 +313,7 @@ def _evidence(event: DataChangeEvent, state: _DatasetState, comparison: _Compari
         "tvd": f"{comparison.tvd:.4f}",
         "g_statistic": f"{comparison.g_statistic:.2f}",
         "p_value": f"{comparison.p_value:.3g}",
+        "spread_z": f"{min(_spread_z(state, comparison), 1e9):.1f}",
         "rows": str(comparison.rows),
         "baseline_rows": str(int(state.rows)),
         "baseline_changes": str(state.changes),

@@ -192,10 +192,10 @@ def _deploys(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int
 
 def _extraction(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int, dict[str, Any]]]:
     start = config.start_ms + (config.download_burst_at_s + config.extraction_after_burst_s) * 1000
-    for step in range(240):  # two queries a second for two minutes against the fraud endpoint
+    for step in range(240):  # every 0.5 s a gateway record of 25 queries: ~3,000 a minute for two minutes
         ts = start + step * 500 + rng.randint(0, 40)
-        yield ts, _access(f"x-{config.seed}-{step}", ts, THIEF, "query", "endpoint", "fraud-api", count=1,
-                          byte_count=900, source_ip="203.0.113.77")
+        yield ts, _access(f"x-{config.seed}-{step}", ts, THIEF, "query", "endpoint", "fraud-api", count=25,
+                          byte_count=25 * 900, source_ip="203.0.113.77")
 
 
 def _download_burst(rng: random.Random, config: SimulationConfig, counter: int) -> Iterator[tuple[int, dict[str, Any]]]:

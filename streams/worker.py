@@ -316,6 +316,7 @@ class Worker:
         async with self._lock:
             self._generation += 1
             self.stats.assigned = sorted((tp.topic, tp.partition) for tp in assigned)
+            log.info("assignment: %s", " ".join(f"{topic}-{partition}" for topic, partition in self.stats.assigned))
             envelopes = await self._load_snapshots(assigned)
             for tp in assigned:
                 await self._take_over(tp, envelopes.get(snapshot_key(self.settings.group_id, tp.topic, tp.partition)))

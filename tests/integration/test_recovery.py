@@ -69,7 +69,7 @@ async def test_sigkill_mid_stream_then_restart_reports_every_attack_once(embedde
     assert len(ids) == len(set(ids)), "no incident id twice after FINAL"
     assert {"download_burst", "prediction_drift", "label_shift"} <= {kind for _, kind in rows}
     # Fresh state after the kill would miss the drift and the provenance mismatch (see module docstring).
-    assert {"download_burst", "prediction_drift", "label_shift", "provenance_mismatch"} <= {kind for _, kind in rows}
+    assert {"download_burst", "prediction_drift", "label_shift", "unapproved_change"} <= {kind for _, kind in rows}
     from streams.codec import decode_incident
 
     published = Counter(decode_incident(raw)["incident_id"] for raw in await read_all(bootstrap, settings.topic_incidents))

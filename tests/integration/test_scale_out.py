@@ -22,15 +22,16 @@ KILL_AT_S = 5500  # mid score drift: only restored state catches it (see test_re
 
 
 def _owned(log: str, settings) -> set[str]:
-    """Partitions a worker's log says it took over most recently."""
-    lines = re.findall(r"partition (\S+): (?:restored from snapshot|fresh state)", log)
-    return set(lines[-6:]) if lines else set()
+    """The partitions of a worker's latest assignment (every rebalance logs the whole assignment)."""
+    assignments = re.findall(r"assignment: ?(.*)", log)
+    return set(assignments[-1].split()) if assignments else set()
 
 
 async def test_two_workers_split_partitions_and_state_moves_when_one_dies(embedded_broker, tmp_path: Path):
     bootstrap = embedded_broker.bootstrap_servers
     base = isolated_settings(tmp_path, bootstrap, snapshot_key="scale-out-key", snapshot_every_events=1500,
-                             snapshot_every_s=1.0, batch_size=500)
+                             snapshot_every_s=1.0, batch_size=500,
+                             session_timeout_s=6.0)  # no spurious rebalances when CI shares the CPU
     base = base.replace(topic_snapshots=f"{base.group_id}.snapshots")
     workers = {name: base.replace(data_dir=str(tmp_path / name), clickhouse_dsn=f"chdb://{tmp_path / name / 'chdb'}")
                for name in ("a", "b")}
@@ -66,4 +67,4 @@ async def test_two_workers_split_partitions_and_state_moves_when_one_dies(embedd
         "the dead worker's partition came back with its state"
     rows = stored_incidents(workers["a"].resolved_clickhouse_dsn) + stored_incidents(workers["b"].resolved_clickhouse_dsn)
     kinds = {kind for _, kind in rows}
-    assert {"download_burst", "prediction_drift", "label_shift", "provenance_mismatch"} <= kinds
+    assert {"download_burst", "prediction_drift", "label_shift", "unapproved_change"} <= kinds

@@ -24,7 +24,7 @@ def test_long_healthy_stream_gives_no_findings() -> None:
 def test_error_rise_is_caught_at_pinned_index_with_evidence() -> None:
     events = labeled_stream(seed=3, n=8_000, change_at=4_000, error_after=0.45)
     found = _found(ConceptDriftDetector(), events)
-    assert [index for index, _ in found] == [6648]
+    assert [index for index, _ in found] == [6330]  # was 6648 before the error-rate CUSUM
     finding = found[0][1]
     assert (finding.kind, finding.model_id, finding.model_version) == ("concept_drift", "churn", "v1")
     assert float(finding.evidence["baseline_error_rate"]) == pytest.approx(0.2, abs=0.03)

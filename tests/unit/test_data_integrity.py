@@ -65,11 +65,28 @@ def test_unapproved_and_self_approved_changes_on_high_impact_data() -> None:
     assert "partner-feed" in first.summary and "contractor-7" in first.summary and "no approval" in first.summary
 
 
-def test_approval_rules_apply_only_to_high_impact_datasets() -> None:
-    events = [replace(e, approved_by=None) for e in data_change_stream(seed=2, n=10)]
-    assert [f for e in events if (f := UnapprovedChangeDetector().update(e))] == []
+def test_missing_approval_matters_only_for_impactful_datasets() -> None:
+    unconsumed = [replace(e, approved_by=None, consumers=()) for e in data_change_stream(seed=2, n=10)]
+    assert [f for e in unconsumed if (f := UnapprovedChangeDetector().update(e))] == []
     by_name = UnapprovedChangeDetector(high_impact_prefixes=("trans",))
-    assert len([f for e in events if (f := by_name.update(e))]) == 10
+    assert len([f for e in unconsumed if (f := by_name.update(e))]) == 10
+    consumed = [replace(e, approved_by=None) for e in data_change_stream(seed=2, n=10)]  # trains fraud-model
+    found = [f for e in consumed if (f := UnapprovedChangeDetector().update(e))]
+    assert [(f.evidence["impact"], f.strength) for f in found] == [("consumed", 0.8)] * 10
+    opted_out = UnapprovedChangeDetector(consumed_is_impactful=False)
+    assert [f for e in consumed if (f := opted_out.update(e))] == []
+
+
+def test_self_approval_is_always_flagged_stronger_on_impactful_data() -> None:
+    event = replace(data_change_stream(seed=2, n=1)[0], approved_by="svc-ingest")  # its own actor
+    cases = [(UnapprovedChangeDetector(high_impact_models=frozenset({"fraud-model"})), event, "high", 0.9),
+             (UnapprovedChangeDetector(), event, "consumed", 0.8),
+             (UnapprovedChangeDetector(), replace(event, consumers=()), "none", 0.6)]
+    for detector, change, impact, strength in cases:
+        finding = detector.update(change)
+        assert finding is not None and finding.evidence["check"] == "self_approved"
+        assert (finding.evidence["impact"], finding.strength) == (impact, strength)
+        assert "approved by its own actor svc-ingest" in finding.summary
 
 
 def test_new_source_after_warmup_is_provenance_once_per_source() -> None:

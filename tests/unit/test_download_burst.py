@@ -55,3 +55,30 @@ def test_denied_and_non_download_events_are_ignored() -> None:
     assert detector.update(replace(event, outcome="denied", count=50)) is None
     assert detector.update(replace(event, action="query", count=50)) is None
     assert detector.n_tracked_keys == 0
+
+
+def test_quiet_principal_pulling_a_dozen_in_minutes_is_caught_against_its_own_rate() -> None:
+    events = download_stream(seed=4, n_principals=30, minutes=240)
+    template = events[0]
+    usual = [replace(template, event_id=f"q{h}", ts=T0 + h * 40 * MINUTE_MS + 7_000, principal="quiet")
+             for h in range(5)]  # one download every 40 minutes
+    burst = [replace(template, event_id=f"b{i}", ts=T0 + 200 * MINUTE_MS + i * 25_000, principal="quiet",
+                     resource=f"model-{i}") for i in range(12)]  # 12 in 5 minutes, never 20 in one
+    events = sorted(events + usual + burst, key=lambda e: (e.ts, e.event_id))
+    detector = DownloadBurstDetector()
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [index for index, _ in found] == [1409]  # its 8th download (min_rate_count), one finding
+    finding = found[0][1]
+    assert finding.principal == "quiet" and finding.evidence["rule"] == "own_rate"
+    assert finding.evidence["downloads_in_window"] == "8"
+    assert float(finding.evidence["log10_p_value"]) < float(finding.evidence["log10_p_threshold"])
+    assert finding.window_start == T0 + 200 * MINUTE_MS
+
+
+def test_habitual_clumps_are_judged_as_clumps() -> None:
+    # A job that pulls 10 artifacts at once every 40 minutes is not a burst when it does so again.
+    template = download_stream(seed=8, n_principals=1, minutes=30)[0]
+    events = [replace(template, event_id=f"j{h}-{i}", ts=T0 + h * 40 * MINUTE_MS + i * 1_000, principal="job")
+              for h in range(12) for i in range(10)]
+    detector = DownloadBurstDetector()  # judged per download, the 2nd clump would already be a burst
+    assert [f for event in events if (f := detector.update(event))] == []

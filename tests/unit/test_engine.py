@@ -24,12 +24,12 @@ def test_each_injected_problem_yields_exactly_one_incident(output: EngineOutput)
         "prediction_drift": 1,
         "download_burst": 1,
         "label_shift": 1,
-        "provenance_mismatch": 1,  # the poisoned change is also unsigned: same dataset, another kind
+        "unapproved_change": 1,  # the poisoned change is also unapproved: same dataset, another kind
     }
     by_kind = {incident.kind: incident for incident in first_states.values()}
     drift, burst, shift = by_kind["prediction_drift"], by_kind["download_burst"], by_kind["label_shift"]
     assert (drift.model_id, drift.model_version) == ("churn", "v1")
-    assert drift.window_start >= T0 + 1_400_000 and drift.detected_at == T0 + 1_599_000  # shift at 1500 s
+    assert drift.window_start >= T0 + 1_400_000 and drift.detected_at == T0 + 1_529_000  # shift at 1500 s
     assert burst.principal == "u3" and T0 + 40 * MINUTE_MS <= burst.detected_at < T0 + 41 * MINUTE_MS
     assert shift.dataset == "transactions" and shift.evidence["version"] == "v9"
 

@@ -48,10 +48,10 @@ def test_boundary_probing_is_caught_once_at_pinned_index() -> None:
 def test_feature_sweep_is_caught_once_at_pinned_index() -> None:
     events = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000, attack="sweep")
     found = _found(ExtractionDetector(), events)
-    assert [index for index, _ in found] == [3090]
+    assert [index for index, _ in found] == [3060]
     evidence = found[0][1].evidence  # type: ignore[attr-defined]
     assert (evidence["check"], evidence["feature"], evidence["direction"]) == ("feature_sweep", "amount", "upward")
-    assert evidence["consecutive_queries"] == "30"
+    assert evidence["consecutive_queries"] == "20"
 
 
 def test_sweep_needs_all_other_features_fixed_and_one_direction() -> None:
@@ -61,7 +61,21 @@ def test_sweep_needs_all_other_features_fixed_and_one_direction() -> None:
     repeated = [replace(base, ts=T0 + i, features={"a": float(i // 2), "b": 1.0}) for i in range(80)]
     assert _found(ExtractionDetector(), zigzag) == []
     assert _found(ExtractionDetector(), two_moving) == []
-    assert [i for i, _ in _found(ExtractionDetector(), repeated)] == [60]  # repeats neither extend nor break
+    assert [i for i, _ in _found(ExtractionDetector(), repeated)] == [40]  # repeats neither extend nor break
+
+
+def test_ordinary_queries_between_sweep_steps_are_skipped_not_a_break() -> None:
+    base = PredictionEvent("e", T0, "m", "v1", principal="p", features={"a": 0.0, "b": 1.0}, score=0.1)
+    steps = [replace(base, ts=T0 + 10 * i, features={"a": float(i), "b": 1.0}) for i in range(40)]
+
+    def ordinary(every: int, burst: int) -> list[PredictionEvent]:  # ``burst`` unrelated queries after every few steps
+        return [replace(base, ts=T0 + 10 * i + 1 + j, features={"a": -5.0 * i - j - 1, "b": 7.0 + i + j})
+                for i in range(2, 40, every) for j in range(burst)]
+
+    interleaved = sorted(steps + ordinary(3, 1), key=lambda e: e.ts)
+    found = _found(ExtractionDetector(), interleaved)
+    assert [f.evidence["consecutive_queries"] for _, f in found] == ["20"]  # type: ignore[attr-defined]
+    assert _found(ExtractionDetector(max_interleaved=3), sorted(steps + ordinary(3, 4), key=lambda e: e.ts)) == []
 
 
 def test_flag_is_quiet_while_the_campaign_lasts_then_rearms() -> None:

@@ -93,3 +93,38 @@ def test_a_source_changing_its_mix_is_caught_even_when_the_pooled_mix_hides_it()
     found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
     assert [(index, f.evidence["baseline"], f.evidence["source"]) for index, f in found][2:] == [(80, "source", "A")]
     assert "from source A" in found[-1][1].summary
+
+
+def _scaled(events: list, factor: int = 5) -> list:  # type: ignore[type-arg]
+    return [replace(e, label_counts={k: v * factor for k, v in e.label_counts.items()}) for e in events]
+
+
+def test_small_shift_on_a_big_approved_change_is_caught() -> None:
+    events = _scaled(data_change_stream(seed=13, n=40, poison_at=30, labels={"repaid": 0.88, "default": 0.12},
+                                        poisoned={"repaid": 0.8, "default": 0.2}))
+    events[30] = replace(events[30], source="etl-nightly", actor="svc-ingest", approved_by="data-steward")
+    detector = LabelShiftDetector()
+    found = [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+    assert [index for index, _ in found] == [30]
+    evidence = found[0][1].evidence
+    assert 0.05 <= float(evidence["tvd"]) < 0.15 and float(evidence["p_value"]) < 1e-12
+    assert float(evidence["spread_z"]) >= 5.0
+    large_only = LabelShiftDetector(small_tvd_threshold=0.15)
+    assert [f for e in events if (f := large_only.update(e))] == []
+
+
+def test_thousands_of_big_healthy_changes_stay_quiet() -> None:
+    detector = LabelShiftDetector()
+    events = _scaled(data_change_stream(seed=4, n=3000, labels={"repaid": 0.88, "default": 0.12}))
+    assert [f for event in events if (f := detector.update(event))] == []
+
+
+def test_batches_that_vary_more_than_sampling_are_judged_on_their_own_spread() -> None:
+    # Each batch's share wanders by +-6 points (not sampling noise): p is tiny on 5,000 rows, yet no shift.
+    events = []
+    for index, event in enumerate(data_change_stream(seed=6, n=300)):
+        share = 0.30 + 0.06 * ((index * 7919) % 11 - 5) / 5
+        events.append(replace(event, label_counts={"click": int(5000 * share), "skip": 5000 - int(5000 * share)}))
+    detector, without_spread_gate = LabelShiftDetector(), LabelShiftDetector(spread_k=0.0)
+    assert [f for event in events if (f := detector.update(event))] == []
+    assert [f for event in events if (f := without_spread_gate.update(event))] != []
