@@ -92,6 +92,7 @@ class QueryBurstDetector:
         max_gap_buckets: int = 5,
         max_resources: int = 100,
         max_keys: int = 100_000,
+        peer_min_ratio: float = 4.0,
     ) -> None:
         self.bucket_ms = bucket_ms
         self.k = k
@@ -104,6 +105,9 @@ class QueryBurstDetector:
         self.max_gap_buckets = max_gap_buckets
         self.max_resources = max_resources
         self.max_keys = max_keys
+        # Peers are a coarse yardstick (their rates and reporting rhythms differ; a gateway record
+        # straddling a window doubles a count), so a new principal must be far above them.
+        self.peer_min_ratio = peer_min_ratio
         self._reset()
 
     def _reset(self) -> None:
@@ -119,6 +123,7 @@ class QueryBurstDetector:
         return QueryBurstDetector(
             self.bucket_ms, self.k, self.min_ratio, self.min_count, self.fading_factor, self.peer_fading_factor,
             self.min_history, self.min_hour_history, self.max_gap_buckets, self.max_resources, self.max_keys,
+            self.peer_min_ratio,
         )
 
     def update(self, event: Event) -> Finding | None:
@@ -182,11 +187,12 @@ class QueryBurstDetector:
                 return _Verdict(limit, "own", state.level, None)
             return _Verdict(max(limit, self._limit(hour_baseline)), "own+hour", state.level, hour_baseline)
         if self._peers.n >= self.min_history:
-            return _Verdict(self._limit(self._peers), "peers", self._peers, None)
+            return _Verdict(self._limit(self._peers, self.peer_min_ratio), "peers", self._peers, None)
         return None  # nobody has history yet: nothing to compare with
 
-    def _limit(self, baseline: EWBaseline) -> float:
-        return max(baseline.limit(self.k, self.min_count), self.min_ratio * baseline.mean.get())
+    def _limit(self, baseline: EWBaseline, min_ratio: float | None = None) -> float:
+        ratio = self.min_ratio if min_ratio is None else min_ratio
+        return max(baseline.limit(self.k, self.min_count), ratio * baseline.mean.get())
 
     def _finding(self, event: AccessEvent, bucket: _Bucket, verdict: _Verdict) -> Finding:
         ratio = bucket.queries / max(verdict.limit, 1.0)

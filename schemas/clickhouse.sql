@@ -156,8 +156,10 @@ CREATE TABLE IF NOT EXISTS {database}.dead_letters
     raw String COMMENT 'original message bytes, verbatim',
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = MergeTree
-PARTITION BY toYYYYMMDD(received_at)
+-- At-least-once delivery can dead-letter the same message twice (a batch re-fetched after a
+-- rebalance): one message is one (source_topic, partition, offset), so query with FINAL.
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(received_at)
 ORDER BY (source_topic, partition, offset)
 TTL toDateTime(received_at) + INTERVAL 30 DAY
 ;

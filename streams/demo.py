@@ -111,7 +111,10 @@ async def _run(settings: Settings, bootstrap: str, report: DemoReport, out: Prin
     store = IncidentStore(client, settings.clickhouse_database)
     out(f"[2/5] Incident store: {settings.resolved_clickhouse_dsn} (database {settings.clickhouse_database})")
     await ensure_topics(settings, bootstrap)
-    scenario = simulate(SimulationConfig())
+    # The last three whole hours before now, so "the last day" queries in ClickHouse find the demo's rows.
+    hour_ms = 3_600_000
+    start_ms = int(time.time() * 1000) // hour_ms * hour_ms - 3 * hour_ms
+    scenario = simulate(SimulationConfig(start_ms=start_ms))
     out(f"[3/5] Simulated traffic: {scenario.counts} events over 3 h of event time; injected attacks:")
     for attack in scenario.attacks:
         out(f"        - {attack.kind:17} at {_iso(attack.starts_at)}  {attack.description}")
@@ -172,7 +175,7 @@ def _summarise(scenario: Scenario, report: DemoReport, worker: Worker, client: o
         out(f"  .venv/bin/mlsentry incidents show {report.incidents[-1].incident_id}")
     out(f'  .venv/bin/mlsentry sql "SELECT * FROM {database}.case_timeline ORDER BY case_id, updated_at"')
     out(f'  .venv/bin/mlsentry sql "SELECT action, target, mode, outcome, reason FROM {database}.containment_log FINAL"')
-    out(f'  .venv/bin/mlsentry sql "SELECT error_kind, reason, source_topic, offset FROM {database}.dead_letters"')
+    out(f'  .venv/bin/mlsentry sql "SELECT error_kind, reason, source_topic, offset FROM {database}.dead_letters FINAL"')
 
 
 def _print_cases(report: DemoReport, out: Printer) -> None:

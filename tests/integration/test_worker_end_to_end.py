@@ -91,8 +91,9 @@ async def test_published_attacks_become_incident_rows_and_containment_commands(e
 
 async def _check_outputs(settings, bootstrap, client, scenario, worker, malformed):
 
-    assert worker.stats.events == len(scenario.records), "every valid event around the bad ones is processed"
-    assert worker.stats.dead_letters == len(malformed)
+    # at least once: a batch re-fetched after a rebalance is processed again, never lost
+    assert worker.stats.events >= len(scenario.records), "every valid event around the bad ones is processed"
+    assert worker.stats.dead_letters >= len(malformed)
 
     columns, rows = query(client, f"SELECT incident_id, kind FROM {settings.clickhouse_database}.incidents FINAL")
     stored = {row[0]: row[1] for row in rows}
@@ -109,9 +110,10 @@ async def _check_outputs(settings, bootstrap, client, scenario, worker, malforme
     assert {incident["incident_id"] for incident in published_incidents} == set(stored)
 
     dead_letters = [decode_dead_letter(raw) for raw in await read_all(bootstrap, settings.topic_dead_letter)]
-    assert sorted(d["raw"] for d in dead_letters) == sorted(malformed)
+    by_position = {(d["partition"], d["offset"]): d["raw"] for d in dead_letters}
+    assert sorted(by_position.values()) == sorted(malformed), "one dead letter per bad message (after dedup)"
     assert all(d["reason"] and d["source_topic"] == settings.topic_access for d in dead_letters)
-    _, dl_rows = query(client, f"SELECT count() FROM {settings.clickhouse_database}.dead_letters")
+    _, dl_rows = query(client, f"SELECT count() FROM {settings.clickhouse_database}.dead_letters FINAL")
     assert dl_rows[0][0] == len(malformed)
 
 
