@@ -97,6 +97,8 @@ def _attacks(config: SimulationConfig) -> list[InjectedAttack]:
     return [
         InjectedAttack("download_burst", at + config.download_burst_at_s * 1000, f"principal={THIEF}",
                        f"{THIEF} downloads model artifacts in bulk (about 3 per second for 2 minutes)"),
+        InjectedAttack("query_burst", at + (config.download_burst_at_s + config.extraction_after_burst_s) * 1000,
+                       f"principal={THIEF}", f"{THIEF} then queries the fraud endpoint about 6,000 times a minute"),
         InjectedAttack("prediction_drift", at + config.score_drift_at_s * 1000, "model=credit:v7",
                        "scores of credit:v7 shift upward by about 0.3 for every segment"),
         InjectedAttack("label_shift", at + config.poison_at_s * 1000, "dataset=fraud-train",
@@ -192,10 +194,10 @@ def _deploys(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int
 
 def _extraction(rng: random.Random, config: SimulationConfig) -> Iterator[tuple[int, dict[str, Any]]]:
     start = config.start_ms + (config.download_burst_at_s + config.extraction_after_burst_s) * 1000
-    for step in range(240):  # every 0.5 s a gateway record of 25 queries: ~3,000 a minute for two minutes
+    for step in range(240):  # every 0.5 s a gateway record of 50 queries: ~6,000 a minute for two minutes
         ts = start + step * 500 + rng.randint(0, 40)
-        yield ts, _access(f"x-{config.seed}-{step}", ts, THIEF, "query", "endpoint", "fraud-api", count=25,
-                          byte_count=25 * 900, source_ip="203.0.113.77")
+        yield ts, _access(f"x-{config.seed}-{step}", ts, THIEF, "query", "endpoint", "fraud-api", count=50,
+                          byte_count=50 * 900, source_ip="203.0.113.77")
 
 
 def _download_burst(rng: random.Random, config: SimulationConfig, counter: int) -> Iterator[tuple[int, dict[str, Any]]]:

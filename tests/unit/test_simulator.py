@@ -21,7 +21,7 @@ def test_all_three_streams_and_attacks_are_present():
     scenario = simulate(SimulationConfig(seed=5))
     assert set(scenario.counts) == {"prediction", "access", "data_change"}
     assert [attack.kind for attack in scenario.attacks] == [
-        "download_burst", "prediction_drift", "label_shift", "prediction_drift"]
+        "download_burst", "query_burst", "prediction_drift", "label_shift", "prediction_drift"]
     deploys = [r for r in scenario.records if r["type"] == "access" and r["event"]["action"] == "deploy"]
     assert len(deploys) == 3 and all(r["event"]["attributes"]["artifact_hash"].startswith("sha256:") for r in deploys)
     poisoned = [r for r in scenario.records if r["type"] == "data_change" and r["event"]["actor"] == "mallory"]
