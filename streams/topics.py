@@ -58,13 +58,17 @@ async def read_all(bootstrap_servers: str, topic: str, timeout_s: float = 10.0,
         await consumer.seek_to_beginning(*assigned)
         end = await consumer.end_offsets(assigned)
         values: list[bytes] = []
-        while [tp for tp in assigned if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
+        # The reported end can lag the log by one record batch (tansu 0.6 reports the last batch's
+        # base offset), so read until the end is passed AND one more fetch comes back empty.
+        behind = any(offset > 0 for offset in end.values())
+        while True:
+            # Behind the reported end: wait up to timeout_s for data. Past it: one short fetch to be sure.
+            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000) if behind else 300)
             if not batch:
-                break
+                return values
             for messages in batch.values():
                 values.extend(message.value or b"" for message in messages)
-        return values
+            behind = bool([tp for tp in assigned if await consumer.position(tp) < end[tp]])
     finally:
         await consumer.stop()
 

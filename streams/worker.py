@@ -335,10 +335,9 @@ class Worker:
         """Restore (or start) one partition's state and position its consumer."""
         assert self._consumer is not None
         committed = await self._consumer.committed(tp)
-        end = (await self._consumer.end_offsets([tp]))[tp]
-        if committed is not None and committed > end:  # the broker lost the log (or it was recreated)
-            log.warning("%s-%d: committed offset %d is beyond the log end %d; ignoring it", tp.topic, tp.partition,
-                        committed, end)
+        if committed and not await self._log_reaches(tp, committed):  # the broker lost the log (or it was recreated)
+            log.warning("%s-%d: committed offset %d is beyond the log end; ignoring it", tp.topic, tp.partition,
+                        committed)
             committed = None
         header = self._restore(tp, envelope, committed) if envelope is not None else None
         if header is not None:
@@ -354,6 +353,27 @@ class Worker:
         self._progress[tp] = _PartitionProgress(next_offset=max(start, done), committed=done, snapshot_offset=start)
         log.info("partition %s-%d: %s, resuming at offset %d (committed %s)", tp.topic, tp.partition,
                  "restored from snapshot" if header else "fresh state", start, committed)
+
+    async def _log_reaches(self, tp: TopicPartition, committed: int) -> bool:
+        """Whether the log still holds offset ``committed - 1`` (so ``committed`` is a real position).
+
+        The reported end offset alone is not enough: the embedded broker (tansu 0.6) reports the base
+        offset of the last record batch as the end, so a committed offset inside that batch looks
+        "beyond the end". When the report says so, a short fetch of the record itself decides.
+        """
+        end = (await self._consumer.end_offsets([tp]))[tp]  # type: ignore[union-attr]
+        if committed <= end:
+            return True
+        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+                                 client_id="mlsentry-worker-probe", **self._kafka_kwargs)
+        await probe.start()
+        try:
+            probe.assign([tp])
+            probe.seek(tp, committed - 1)
+            records = await probe.getmany(tp, timeout_ms=2000, max_records=1)
+            return any(message.offset == committed - 1 for message in records.get(tp, []))
+        finally:
+            await probe.stop()
 
     def _restore(self, tp: TopicPartition, envelope: bytes, committed: int | None) -> SnapshotHeader | None:
         try:
