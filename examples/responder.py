@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -101,9 +102,30 @@ class Responder:
         return True
 
 
+def authentic(record: Any, command: dict[str, Any], signing_key: str | None) -> bool:
+    """With a key, only commands whose ``mlsentry-signature`` header verifies are genuine."""
+    if not signing_key:
+        return True
+    from streams.signing import signature_header, verify_command
+
+    return verify_command(command, signature_header(record.headers), signing_key)
+
+
+def forged_ack(command: dict[str, Any], now: int) -> dict[str, Any]:
+    return {"command_id": command.get("command_id", ""), "action": command.get("action", ""),
+            "target": command.get("target", ""), "mode": command.get("mode", ""),
+            "outcome": "rejected_bad_signature", "acked_at": now}
+
+
 async def run(bootstrap: str, topic: str, ack_topic: str, group_id: str, responder: Responder,
-              stop: asyncio.Event, on_ack: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """Consume ``topic`` until ``stop`` is set; ack each command, then commit its offset."""
+              stop: asyncio.Event, on_ack: Callable[[dict[str, Any]], None] | None = None,
+              signing_key: str | None = None) -> None:
+    """Consume ``topic`` until ``stop`` is set; ack each command, then commit its offset.
+
+    With ``signing_key`` (the worker's ``MLSENTRY_COMMAND_SIGNING_KEY``), a command whose HMAC
+    signature header is missing or wrong is never applied: it is acknowledged as
+    ``rejected_bad_signature`` so the forgery is visible.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
@@ -116,7 +138,11 @@ async def run(bootstrap: str, topic: str, ack_topic: str, group_id: str, respond
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    ack = responder.handle(decode_command(record.value))
+                    command = decode_command(record.value)
+                    if authentic(record, command, signing_key):
+                        ack = responder.handle(command)
+                    else:
+                        ack = forged_ack(command, responder.clock())
                     await producer.send_and_wait(ack_topic, json.dumps(ack).encode(), key=record.key)
                     if on_ack is not None:
                         on_ack(ack)
@@ -135,8 +161,9 @@ def main() -> None:
     parser.add_argument("--group-id", default="mlsentry-responder")
     args = parser.parse_args()
     responder = Responder()
+    signing_key = os.environ.get("MLSENTRY_COMMAND_SIGNING_KEY") or None  # same key as the worker's
     asyncio.run(run(args.bootstrap_servers, args.topic, args.ack_topic, args.group_id, responder, asyncio.Event(),
-                    on_ack=lambda ack: print(json.dumps(ack), flush=True)))
+                    on_ack=lambda ack: print(json.dumps(ack), flush=True), signing_key=signing_key))
 
 
 if __name__ == "__main__":

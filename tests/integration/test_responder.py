@@ -76,3 +76,40 @@ def test_a_rollback_pins_the_named_known_good_version():
     responder = Responder(clock=lambda: NOW)
     ack = responder.handle(command("c9", "rollback_model", "fraud", target_version="v2").to_record())
     assert ack["outcome"] == "applied" and responder.controls.routes == {"fraud": "v2"}
+
+
+async def _signed_and_forged(bootstrap: str, settings, key: str) -> list[dict]:
+    from streams.signing import SIGNATURE_HEADER, sign_command
+
+    await ensure_topics(settings, bootstrap)
+    genuine, forged, unsigned = command("s1", "throttle", "mallory"), command("s2", "throttle", "alice"), \
+        command("s3", "throttle", "carol")
+    producer = await start_producer(bootstrap)
+    try:
+        for item, signature in ((genuine, sign_command(genuine.to_record(), key)),
+                                (forged, sign_command(forged.to_record(), "attacker-key")), (unsigned, None)):
+            headers = [(SIGNATURE_HEADER, signature.encode())] if signature else None
+            await producer.send_and_wait(settings.topic_containment, encode_command(item), key=item.target.encode(),
+                                         headers=headers)
+    finally:
+        await producer.stop()
+    responder, acks, stop = Responder(clock=lambda: NOW), [], asyncio.Event()
+
+    def on_ack(ack: dict) -> None:
+        acks.append(ack)
+        if len(acks) == 3:
+            stop.set()
+
+    task = asyncio.create_task(run(bootstrap, settings.topic_containment, settings.topic_dead_letter,
+                                   settings.group_id + "-responder", responder, stop, on_ack, signing_key=key))
+    await asyncio.wait_for(stop.wait(), 60)
+    await task
+    assert responder.controls.throttled == {"mallory": NOW + 60_000}, "only the genuine command is applied"
+    return acks
+
+
+def test_responder_with_a_key_rejects_forged_and_unsigned_commands(embedded_broker, tmp_path: Path):
+    settings = isolated_settings(tmp_path, embedded_broker.bootstrap_servers, topic_partitions=1)
+    acks = asyncio.run(_signed_and_forged(embedded_broker.bootstrap_servers, settings, "responder-test-key"))
+    assert [(a["command_id"], a["outcome"]) for a in acks] == [
+        ("s1", "applied"), ("s2", "rejected_bad_signature"), ("s3", "rejected_bad_signature")]
