@@ -36,7 +36,9 @@ def isolated_settings(tmp_path: Path, bootstrap_servers: str, **overrides: objec
         topic_dead_letter=f"{suffix}.dead_letter",
         topic_partitions=2,
         data_dir=str(tmp_path / "data"),
-        session_timeout_s=2.0,
+        # 4 s: quick group joins on tansu (it holds a JoinGroup for about half the session timeout) with
+        # headroom for heartbeats when the two cores are busy.
+        session_timeout_s=4.0,
         web_port=0,
     )
     values.update(overrides)
