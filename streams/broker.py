@@ -93,7 +93,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerError(f"tansu exited with code {self._process.returncode} during start-up")
-            if answers_metadata(self.host, self.port):
+            if answers_metadata(self.host, self.port, authenticated="--authentication" in self.extra_args):
                 return
             time.sleep(0.02)
         self.stop()
@@ -121,12 +121,18 @@ class EmbeddedBroker:
         self.stop()
 
 
-def answers_metadata(host: str, port: int, timeout_s: float = 1.0) -> bool:
-    """True when a Kafka Metadata v0 request on host:port gets a well-formed response."""
-    # Metadata v0 request for all topics: api_key=3, version=0, correlation_id=1, client "ms".
+def answers_metadata(host: str, port: int, timeout_s: float = 1.0, authenticated: bool = False) -> bool:
+    """True when host:port answers a Kafka request with a well-formed response.
+
+    Metadata v0 for an open broker; ApiVersions v0 for one that requires SASL (the only
+    request a broker must answer before authentication).
+    """
     client_id = b"mlsentry"
-    body = (3).to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
-    body += len(client_id).to_bytes(2, "big") + client_id + (0).to_bytes(4, "big")
+    api_key = 18 if authenticated else 3  # ApiVersions or Metadata; version 0, correlation id 1
+    body = api_key.to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    body += len(client_id).to_bytes(2, "big") + client_id
+    if not authenticated:
+        body += (0).to_bytes(4, "big")  # Metadata v0: empty topic list means all topics
     request = len(body).to_bytes(4, "big") + body
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as sock:
