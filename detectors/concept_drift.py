@@ -23,6 +23,7 @@ from typing import ClassVar
 from river import drift
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
@@ -152,14 +153,7 @@ class ConceptDriftDetector:
         return finding
 
     def _state_for(self, key: ModelKey, ts: int) -> _VersionState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _VersionState(adwin(self.delta), ts)
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, lambda: _VersionState(adwin(self.delta), ts))
 
     def _finding(self, key: ModelKey, state: _VersionState, baseline: Moments, recent: Regime, now: int) -> Finding:
         rise = recent.moments.mean - baseline.mean

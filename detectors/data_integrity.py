@@ -34,14 +34,14 @@ import statistics
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, ClassVar, TypeVar
+from typing import ClassVar
 
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import DataChangeEvent, Event
 from detectors.findings import Finding
 
 _MAD_TO_SIGMA = 1.4826
-_S = TypeVar("_S")
 
 
 @dataclass
@@ -107,7 +107,7 @@ class VolumeSpikeDetector:
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent) or event.rows < 0:
             return None
-        state = _lru_get(self._states, event.dataset, self.max_keys, lambda: _VolumeState(deque(maxlen=self.history)))
+        state = lru_get(self._states, event.dataset, self.max_keys, lambda: _VolumeState(deque(maxlen=self.history)))
         if state.alarmed_version == event.version:
             return None  # the same flagged change delivered again
         value = math.log1p(event.rows)
@@ -231,7 +231,7 @@ class UnapprovedChangeDetector:
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent):
             return None
-        state = _lru_get(self._states, event.dataset, self.max_keys, _LineageState)
+        state = lru_get(self._states, event.dataset, self.max_keys, _LineageState)
         if state.alarmed_version == event.version:
             return None  # the same flagged change delivered again
         new_source = state.changes >= self.source_warmup and event.source not in state.sources
@@ -296,18 +296,6 @@ def _approval_problem(event: DataChangeEvent) -> str | None:
     if event.approved_by == event.actor:
         return "self_approved"
     return None
-
-
-def _lru_get(states: OrderedDict[str, _S], key: str, max_keys: int, make: Callable[[], _S]) -> _S:
-    """The state of ``key``, created by ``make`` if new; the least recently used beyond ``max_keys`` go."""
-    state = states.get(key)
-    if state is None:
-        state = states[key] = make()
-        while len(states) > max_keys:
-            states.popitem(last=False)
-    else:
-        states.move_to_end(key)
-    return state
 
 
 def _finding(kind: str, detector: str, event: DataChangeEvent, score: float, threshold: float, strength: float,

@@ -34,6 +34,7 @@ from typing import ClassVar
 
 from river import stats
 
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
@@ -283,16 +284,8 @@ class DownloadBurstDetector:
         return _RateVerdict(count, needed, expected, state.rates.peak, log10_p, log10_threshold)
 
     def _state_for(self, principal: str, ts: int) -> _PrincipalState:
-        state = self._states.get(principal)
-        if state is None:
-            state = _PrincipalState(EWBaseline(self.fading_factor), EWBaseline(self.fading_factor),
-                                    RateModel(self._decay), ts)
-            self._states[principal] = state
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(principal)
-        return state
+        return lru_get(self._states, principal, self.max_keys, lambda: _PrincipalState(
+            EWBaseline(self.fading_factor), EWBaseline(self.fading_factor), RateModel(self._decay), ts))
 
     def _bucket_for(self, state: _PrincipalState, event: AccessEvent) -> _Bucket:
         index = event.ts // self.bucket_ms

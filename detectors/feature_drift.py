@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from detectors._regime import CusumAlarm, RankCusum, affected, iso_utc
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
@@ -143,14 +144,7 @@ class FeatureDriftDetector:
         return self._finding(event, state, feature, alarm, effect, n_before)
 
     def _state_for(self, key: ModelKey, ts: int) -> _ModelState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _ModelState(ts)
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, lambda: _ModelState(ts))
 
     def _finding(
         self, event: PredictionEvent, state: _ModelState, feature: str, alarm: CusumAlarm, effect: float,

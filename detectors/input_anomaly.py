@@ -31,6 +31,7 @@ from typing import ClassVar, Mapping
 from river import anomaly, stats
 
 from detectors._regime import iso_utc
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
@@ -237,24 +238,10 @@ class InputAnomalyDetector:
         return self._finding(event, events, anomalies, first, base_rate, z)
 
     def _principal(self, name: str) -> _PrincipalState:
-        principal = self._principals.get(name)
-        if principal is None:
-            principal = self._principals[name] = _PrincipalState()
-            while len(self._principals) > self.max_principals:
-                self._principals.popitem(last=False)
-        else:
-            self._principals.move_to_end(name)
-        return principal
+        return lru_get(self._principals, name, self.max_principals, _PrincipalState)
 
     def _state_for(self, key: ModelKey) -> _ModelState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _ModelState()
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, _ModelState)
 
     def _finding(self, event: PredictionEvent, events: int, anomalies: int, first: int, base_rate: float,
                  z: float) -> Finding:

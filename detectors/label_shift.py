@@ -32,6 +32,7 @@ from typing import ClassVar, Mapping
 
 from river import stats
 
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import DataChangeEvent, Event
 from detectors.findings import Finding
@@ -145,14 +146,7 @@ class LabelShiftDetector:
         return None
 
     def _state_for(self, key: tuple[str, str | None]) -> _DatasetState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _DatasetState()
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, _DatasetState)
 
     def _learn(self, state: _DatasetState, counts: Mapping[str, int]) -> None:
         for label, count in counts.items():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar
 
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.download_burst import EWBaseline
 from detectors.events import AccessEvent, Event
@@ -144,14 +145,7 @@ class QueryBurstDetector:
         return self._finding(event, bucket, verdict)
 
     def _state_for(self, principal: str) -> _PrincipalState:
-        state = self._states.get(principal)
-        if state is None:
-            state = self._states[principal] = _PrincipalState(EWBaseline(self.fading_factor))
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(principal)
-        return state
+        return lru_get(self._states, principal, self.max_keys, lambda: _PrincipalState(EWBaseline(self.fading_factor)))
 
     def _bucket_for(self, state: _PrincipalState, event: AccessEvent) -> _Bucket:
         index = event.ts // self.bucket_ms

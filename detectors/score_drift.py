@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, iso_utc
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
@@ -109,14 +110,7 @@ class ScoreDriftDetector:
         return _ModelState(RankCusum(self.slack, self.threshold, self.warmup, self.max_reference))
 
     def _state_for(self, key: ModelKey) -> _ModelState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = self._new_state()
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, self._new_state)
 
     def _judge(self, event: PredictionEvent, state: _ModelState, alarm: CusumAlarm) -> Finding | None:
         baseline = _reference_moments(state)

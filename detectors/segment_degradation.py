@@ -26,6 +26,7 @@ from itertools import combinations
 from typing import ClassVar, Mapping
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
@@ -243,14 +244,7 @@ class SegmentDegradationDetector:
             state.segments[other] = _Counts(quiet_until=tick)
 
     def _state_for(self, key: ModelKey) -> _ModelState:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _ModelState()
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(key)
-        return state
+        return lru_get(self._states, key, self.max_keys, _ModelState)
 
     def _finding(self, key: ModelKey, state: _ModelState, verdict: _Verdict, tested: int, now: int) -> Finding:
         label_share = self._join.counts.joined / max(state.predictions, 1)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar
 
+from detectors._lru import lru_get
 from detectors.base import register
 from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
@@ -123,14 +124,7 @@ class UnusualAccessDetector:
         return finding
 
     def _state_for(self, principal: str, ts: int) -> _PrincipalState:
-        state = self._states.get(principal)
-        if state is None:
-            state = self._states[principal] = _PrincipalState(ts)
-            while len(self._states) > self.max_keys:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(principal)
-        return state
+        return lru_get(self._states, principal, self.max_keys, lambda: _PrincipalState(ts))
 
     def _remember_denied(self, state: _PrincipalState, event: AccessEvent) -> None:
         attempts = state.denied.get(event.resource)
