@@ -25,10 +25,15 @@ from mode import Service
 from streams.acks import AckTracker
 from streams.kafka_security import faust_credentials
 from streams.settings import Settings
-from streams.worker import Worker, faust_broker_url
+from streams.worker import Worker
 
 #: /health turns 503 when the worker has been assigned partitions but no batch finished for this long.
 STALL_AFTER_S = 120.0
+
+
+def faust_broker_url(bootstrap_servers: str) -> str:
+    """``h1:9092,h2:9092`` -> ``kafka://h1:9092;kafka://h2:9092`` (Faust's form)."""
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip())
 
 
 def health_of(worker: Worker, now: float | None = None) -> tuple[int, dict[str, Any]]:

@@ -31,7 +31,7 @@ def fit_for_kafka(dead_letter: DeadLetter, max_raw_bytes: int) -> DeadLetter:
 
 
 class RecordProducer(Protocol):
-    """The one producer call we need; Faust's and aiokafka's producers both fit behind it."""
+    """The one producer call we need (aiokafka's producer fits behind it; tests pass doubles)."""
 
     async def send(self, topic: str, key: bytes | None, value: bytes,
                    headers: Headers | None = None) -> Awaitable[object]: ...
@@ -65,18 +65,6 @@ class BatchPublisher:
         if not key:
             return None
         return [(SIGNATURE_HEADER, sign_command(command.to_record(), key).encode())]  # type: ignore[attr-defined]
-
-
-class FaustProducer:
-    """Adapts a Faust app's producer to ``RecordProducer``."""
-
-    def __init__(self, app: object) -> None:
-        self.app = app
-
-    async def send(self, topic: str, key: bytes | None, value: bytes,
-                   headers: Headers | None = None) -> Awaitable[object]:
-        producer = self.app.producer  # type: ignore[attr-defined]
-        return await producer.send(topic, key, value, None, None, headers)
 
 
 class AIOKafkaRecordProducer:

@@ -390,20 +390,3 @@ class Worker:
                               header.watermark if header.watermark >= 0 else None, replay_until)
         self.stats.snapshots_restored += 1
         return header
-
-
-def faust_broker_url(bootstrap_servers: str) -> str:
-    """``h1:9092,h2:9092`` -> ``kafka://h1:9092;kafka://h2:9092`` (Faust's form)."""
-    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip())
-
-
-async def run_worker(settings: Settings, sink: OutputSink, bootstrap_servers: str | None = None,
-                     stop_event: asyncio.Event | None = None, observer: BatchObserver | None = None) -> WorkerStats:
-    """Start a worker and run until ``stop_event`` is set (or forever)."""
-    worker = Worker(settings, sink, bootstrap_servers, observer)
-    await worker.start()
-    try:
-        await (stop_event or asyncio.Event()).wait()
-    finally:
-        await worker.stop()
-    return worker.stats
