@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, runtime_checkable
+from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 from detectors.events import Event
 from detectors.findings import Finding
@@ -14,6 +14,10 @@ class Detector(Protocol):
 
     Implementations are pure: no clocks, no I/O; event time arrives inside the event.
     They must be picklable (snapshots) and ``clone()``-able (independent copies).
+
+    A detector that is cheaper per micro-batch (numpy over many events at once) may also
+    define ``update_many(events) -> list[(position, Finding)]``; it must give exactly what
+    ``update`` called on each event in order would. ``update_many`` below picks it up.
     """
 
     name: ClassVar[str]
@@ -22,6 +26,27 @@ class Detector(Protocol):
     def update(self, event: Event) -> Finding | None: ...
 
     def clone(self) -> "Detector": ...
+
+
+#: A finding and the position, in the batch given to ``update_many``, of the event that caused it.
+Positioned = tuple[int, Finding]
+
+
+def update_many(detector: Detector, events: Sequence[Event]) -> list[Positioned]:
+    """``detector``'s findings over ``events`` in order, each with its event's position.
+
+    Uses the detector's own ``update_many`` when it has one (a micro-batch implementation),
+    else calls ``update`` per event; both give the same findings.
+
+    >>> from detectors.score_drift import ScoreDriftDetector
+    >>> update_many(ScoreDriftDetector(), [])
+    []
+    """
+    batched = getattr(detector, "update_many", None)
+    if batched is not None:
+        return batched(events)  # type: ignore[no-any-return]
+    update = detector.update
+    return [(position, finding) for position, event in enumerate(events) if (finding := update(event)) is not None]
 
 
 DetectorFactory = Callable[[], Detector]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from detectors.base import Detector, build_detectors
+from detectors.base import Detector, Positioned, build_detectors, update_many
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
 from detectors.findings import Finding
 from detectors.incidents import EngineOutput, EvidenceRow, IncidentBook
 from detectors.library import DEFAULT_DETECTORS
 
-__all__ = ["DEFAULT_DETECTORS", "DetectorSet", "Engine", "EngineOutput", "EvidenceRow", "IncidentBook"]
+__all__ = ["DEFAULT_DETECTORS", "DetectorSet", "Engine", "EngineOutput", "EvidenceRow", "IncidentBook", "feed_book"]
 
 
 class DetectorSet:
@@ -39,6 +39,28 @@ class DetectorSet:
             if finding is not None:
                 findings.append(finding)
         return findings
+
+    def update_batch(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` with their event's position, ordered as per-event ``update`` would give them.
+
+        Each detector sees the sub-sequence of the types it reads in one call, so a detector
+        with a micro-batch ``update_many`` (numpy) amortises its work over the batch.
+        """
+        by_type: dict[type, list[int]] = {}
+        for position, event in enumerate(events):
+            by_type.setdefault(type(event), []).append(position)
+        ordered: list[tuple[int, int, Finding]] = []
+        for event_type, positions in by_type.items():
+            detectors = self._routes.get(event_type, ())
+            if not detectors:
+                continue
+            same_type = len(positions) == len(events)
+            subset = events if same_type else [events[position] for position in positions]
+            for order, detector in enumerate(detectors):
+                for index, finding in update_many(detector, subset):
+                    ordered.append((index if same_type else positions[index], order, finding))
+        ordered.sort(key=lambda item: item[:2])
+        return [(position, finding) for position, _, finding in ordered]
 
     def clone(self) -> "DetectorSet":
         """Fresh, unlearned detectors with the same settings."""
@@ -75,9 +97,32 @@ class Engine:
         self.book.observe(event, output)
         return output
 
-    def process_many(self, events: Iterable[Event]) -> EngineOutput:
-        """Feed events in order; return everything they caused."""
-        output = EngineOutput()
-        for event in events:
-            self.process(event, output)
+    def process_batch(self, events: Sequence[Event], output: EngineOutput | None = None) -> EngineOutput:
+        """``process`` over ``events`` in order, with the detectors run once per micro-batch."""
+        output = output if output is not None else EngineOutput()
+        feed_book(self.book, events, self.detector_set.update_batch(events), output)
         return output
+
+    def process_many(self, events: Iterable[Event], batch_size: int = 1_024) -> EngineOutput:
+        """Feed events in order, ``batch_size`` at a time; return everything they caused."""
+        output = EngineOutput()
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= batch_size:
+                self.process_batch(batch, output)
+                batch = []
+        if batch:
+            self.process_batch(batch, output)
+        return output
+
+
+def feed_book(book: IncidentBook, events: Sequence[Event], findings: Sequence[Positioned],
+              output: EngineOutput) -> None:
+    """Hand the book each event's findings, then the event itself, in event order (as ``process`` does)."""
+    next_finding = 0
+    for position, event in enumerate(events):
+        while next_finding < len(findings) and findings[next_finding][0] == position:
+            book.handle(findings[next_finding][1], output)
+            next_finding += 1
+        book.observe(event, output)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
-from detectors.engine import DetectorSet, Engine, EngineOutput
+from detectors.engine import DetectorSet, Engine, EngineOutput, feed_book
 from detectors.events import Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
 from detectors.incidents import EvidenceRow
@@ -160,6 +160,8 @@ class Pipeline:
         output = EngineOutput()
         replay_output = EngineOutput()  # what replayed messages cause: already delivered once
         per_key: dict[tuple[TopicPartitionKey, str], list[RawMessage]] = {}
+        run: list[Event] = []  # consecutive admitted events of one partition, replaying or not
+        run_of: tuple[TopicPartitionKey, bool] | None = None
         for message in messages:
             partition = (message.topic, message.partition)
             replaying = message.offset < self.replay_until.get(partition, -1)
@@ -170,21 +172,29 @@ class Pipeline:
                 continue
             if decoded is None:
                 continue
-            self._detect(partition, decoded, replay_output if replaying else output)
+            if run_of != (partition, replaying):
+                self._detect(run_of, run, output, replay_output)
+                run, run_of = [], (partition, replaying)
+            run.append(decoded)
             if replaying:
                 result.replayed += 1
             else:
                 result.events += 1
+        self._detect(run_of, run, output, replay_output)
         result.dead_letters.extend(self._flood_dead_letters(per_key, result))
         result.incidents = output.incidents
         result.commands = output.commands
         result.evidence = output.evidence
         return result
 
-    def _detect(self, partition: TopicPartitionKey, event: Event, output: EngineOutput) -> None:
-        for finding in self.shard(partition).update(event):
-            self.book.handle(finding, output)
-        self.book.observe(event, output)
+    def _detect(self, run_of: tuple[TopicPartitionKey, bool] | None, events: list[Event], output: EngineOutput,
+                replay_output: EngineOutput) -> None:
+        """One partition's consecutive events through its detectors (one micro-batch), then the book."""
+        if run_of is None or not events:
+            return
+        partition, replaying = run_of
+        findings = self.shard(partition).update_batch(events)
+        feed_book(self.book, events, findings, replay_output if replaying else output)
 
     def _admit(self, message: RawMessage, per_key: dict) -> Event | DeadLetter | None:
         """The event if it may reach the detectors; a dead letter; or None when it is over its key's cap."""

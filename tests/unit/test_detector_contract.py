@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import random
 from typing import Sequence
 
 import pytest
 
 import detectors.library  # noqa: F401  (registers the built-in detectors)
 from detectors._testing import exploding_keys, mixed_stream, only
-from detectors.base import DETECTORS, Detector
+from detectors.base import DETECTORS, Detector, update_many
 from detectors.events import Event
 from detectors.findings import Finding
 
@@ -89,3 +90,18 @@ def test_findings_explain_themselves() -> None:
         assert finding.window_start <= finding.window_end == finding.ts
         assert finding.evidence and all(isinstance(v, str) for v in finding.evidence.values())
         assert "2026-01-01T" in finding.summary and finding.recommended_actions
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_many_gives_what_update_gives_event_by_event(name: str) -> None:
+    """Micro-batches of any size (``update_many``) must not change a single finding or its position."""
+    events = _events_for(DETECTORS[name]())
+    sequential = DETECTORS[name]()
+    expected = [(position, finding) for position, event in enumerate(events)
+                if (finding := sequential.update(event)) is not None]
+    batched, rng, start, got = DETECTORS[name](), random.Random(name), 0, []
+    while start < len(events):
+        size = rng.choice([1, 2, 7, 64, 500, 3_000])
+        got.extend((start + position, finding) for position, finding in update_many(batched, events[start:start + size]))
+        start += size
+    assert got == expected

@@ -76,3 +76,14 @@ def test_allow_listed_principal_is_not_contained() -> None:
 def test_healthy_mixed_stream_gives_no_incidents() -> None:
     events = [event for event in mixed_stream(seed=1) if event.ts < T0 + 20 * MINUTE_MS]
     assert Engine().process_many(events).incidents == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 333, 100_000])
+def test_micro_batches_give_exactly_what_event_by_event_gives(batch_size: int) -> None:
+    """``process_many`` (micro-batches) and ``process`` per event produce the same outputs in the same order."""
+    events = mixed_stream(seed=2)
+    engine, streamed = Engine(), EngineOutput()
+    for event in events:
+        engine.process(event, streamed)
+    batched = Engine().process_many(events, batch_size=batch_size)
+    assert batched.incidents and batched == streamed
