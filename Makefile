@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml requirements.lock requirements-build.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-build.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# Byte-compile once at install: with PYTHONDONTWRITEBYTECODE set (as on CI) every worker start would
+	@# otherwise recompile its imports (about 1 s); a few files in dependencies are not Python 3, hence || true.
+	$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -271,6 +271,16 @@ def dead_letter_row(record: Mapping[str, Any]) -> list[Any]:
 # ---- the sink -----------------------------------------------------------------------------
 
 
+def _load_insert_path() -> None:
+    """Import now what clickhouse-connect imports lazily on the first insert (pandas, about 0.7 s here).
+
+    Otherwise the first incident a worker writes pays that import on its detection latency.
+    """
+    from clickhouse_connect.driver import options
+
+    getattr(options, "pd", None)
+
+
 class IncidentStore:
     """Sink writing incidents, containment commands, evidence and dead letters to ClickHouse.
 
@@ -296,6 +306,7 @@ class IncidentStore:
             "incident_evidence": (EVIDENCE_COLUMNS, []),
             "dead_letters": (DEAD_LETTER_COLUMNS, []),
         }
+        _load_insert_path()
 
     def add_incident(self, incident: Incident) -> None:
         row = incident_row(incident)

@@ -152,6 +152,9 @@ class Worker:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=settings.group_id, client_id="mlsentry-worker",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=settings.batch_size,
+            # The broker may hold a fetch this long when it has nothing new; tansu does not answer early
+            # when data arrives, so aiokafka's 500 ms default became every event's latency.
+            fetch_max_wait_ms=max(int(settings.batch_within_s * 1000), 1),
             session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, min(3000, session_ms // 4)),
             rebalance_timeout_ms=max(session_ms, 30_000), max_poll_interval_ms=600_000, **self._kafka_kwargs,
         )

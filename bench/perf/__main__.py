@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.perf import measure
 from bench.perf.workload import build_workload
+from detectors.events import PredictionEvent
 from streams.broker import EmbeddedBroker
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -42,7 +43,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         print("replay", results["replay"], flush=True)
         rate = max(100.0, results["worker"]["events_per_s"] / 2)
         latency_settings = measure.bench_settings(bootstrap, "lat", Path(tmp) / "lat")
-        results["latency"] = await measure.detection_latency(latency_settings, bootstrap, rate, args.latency_s)
+        predictions = [event for event in workload.events if isinstance(event, PredictionEvent) and not event.is_feedback]
+        results["latency"] = await measure.detection_latency(latency_settings, bootstrap, rate, args.latency_s,
+                                                             predictions)
         results["latency"]["rate_per_s"] = rate
         print("latency", results["latency"], flush=True)
         if not args.skip_scaling:

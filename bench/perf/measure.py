@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.perf.workload import Workload
 from detectors.engine import Engine
-from detectors.events import AccessEvent, PredictionEvent
+from detectors.events import AccessEvent, Event, PredictionEvent
 from streams.pipeline import BatchResult, engine_from_settings
 from streams.publishing import start_producer
 from streams.replay import replay
@@ -142,17 +143,27 @@ def memory_footprint(n_principals: int = 1_000_000, n_segments: int = 10_000) ->
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-async def detection_latency(settings: Settings, bootstrap: str, rate_per_s: float, duration_s: float) -> dict[str, Any]:
-    """Publish at a steady rate with periodic download bursts; time publish(decisive event) -> durable outputs."""
+async def detection_latency(settings: Settings, bootstrap: str, rate_per_s: float, duration_s: float,
+                            background: list[PredictionEvent]) -> dict[str, Any]:
+    """Publish the workload's traffic mix at a steady rate with periodic download bursts mixed in.
+
+    Times publish(decisive event of a burst) -> incident row flushed in chDB and command acked.
+    ``background`` predictions are re-stamped onto the bench clock, so the worker is as busy
+    as on the throughput workload.
+    """
     client = connect(settings.resolved_clickhouse_dsn)
     ensure_schema(client)
     await ensure_topics(settings, bootstrap)
     published_at: dict[tuple[str, int], float] = {}
     latencies: list[float] = []
+    seen: set[str] = set()
 
     def observe(result: BatchResult) -> None:
         now = time.perf_counter()  # the observer runs after the chDB flush and the Kafka acks
         for incident in result.incidents:
+            if incident.incident_id in seen:
+                continue  # an update or a re-emission (a later incident joined its case): not a detection
+            seen.add(incident.incident_id)
             sent = published_at.get((incident.principal or "", incident.window_end))
             if sent is not None:
                 latencies.append(now - sent)
@@ -160,7 +171,9 @@ async def detection_latency(settings: Settings, bootstrap: str, rate_per_s: floa
     worker = Worker(settings, IncidentStore(client), bootstrap, observe)
     await worker.start()
     try:
-        await _steady_publish(settings, bootstrap, rate_per_s, duration_s, published_at)
+        while not worker.stats.assigned:  # steady state: the group join is measured in (2)
+            await asyncio.sleep(0.01)
+        await _steady_publish(settings, bootstrap, rate_per_s, duration_s, published_at, background)
         await asyncio.sleep(2.0)
     finally:
         await worker.stop()
@@ -173,8 +186,9 @@ async def detection_latency(settings: Settings, bootstrap: str, rate_per_s: floa
 
 
 async def _steady_publish(settings: Settings, bootstrap: str, rate: float, duration_s: float,
-                          published_at: dict[tuple[str, int], float]) -> None:
+                          published_at: dict[tuple[str, int], float], background: list[PredictionEvent]) -> None:
     from streams.codec import encode_event
+    from streams.publishing import partition_key
 
     producer = await start_producer(bootstrap)
     start_wall, ts0 = time.perf_counter(), 1_796_083_200_000
@@ -183,8 +197,9 @@ async def _steady_publish(settings: Settings, bootstrap: str, rate: float, durat
         while (elapsed := time.perf_counter() - start_wall) < duration_s:
             due = int(elapsed * rate)
             while sent < due:
-                event, decisive = _latency_event(sent, ts0)
-                await producer.send(settings.topic_access, value=encode_event(event), key=event.principal.encode())
+                event, decisive = _latency_event(sent, ts0, background)
+                topic = settings.topic_access if isinstance(event, AccessEvent) else settings.topic_predictions
+                await producer.send(topic, value=encode_event(event), key=partition_key(event))
                 if decisive:
                     published_at[(event.principal, event.ts)] = time.perf_counter()
                 sent += 1
@@ -194,13 +209,17 @@ async def _steady_publish(settings: Settings, bootstrap: str, rate: float, durat
         await producer.stop()
 
 
-def _latency_event(index: int, ts0: int) -> tuple[AccessEvent, bool]:
-    """Background queries by 200 services; every 2,000th event starts a 40-download burst by a new principal."""
-    ts = ts0 + index * 50
+def _latency_event(index: int, ts0: int, background: list[PredictionEvent]) -> tuple[Event, bool]:
+    """The workload's predictions (93%) and queries by 200 services; every 2,000th event starts a
+    40-download burst by a new principal."""
+    ts = ts0 + index * 10
     cycle, step = divmod(index, 2000)
     if step < 40 and cycle > 0:
         principal = f"burst-{cycle}"
         return AccessEvent(f"l{index}", ts, principal, "download", "model", f"fraud:v{step % 5}", bytes=10**8), True
+    if index % 14 and background:
+        prediction = background[index % len(background)]
+        return replace(prediction, event_id=f"l{index}", ts=ts), False
     return AccessEvent(f"l{index}", ts, f"svc-{index % 200}", "query", "endpoint", "fraud-api", count=5), False
 
 
