@@ -265,7 +265,8 @@ class ModelVersions:
         if isinstance(event, AccessEvent) and event.action == "deploy" and event.outcome == "success":
             self._record_deploy(event)
         elif isinstance(event, PredictionEvent) and not event.is_feedback and not model_has_open_incident:
-            deploy = self._models.get(event.model_id, OrderedDict()).get(event.model_version)
+            deploys = self._models.get(event.model_id)
+            deploy = deploys.get(event.model_version) if deploys is not None else None
             if deploy is not None and not deploy.known_good:
                 deploy.clean_predictions += 1
                 deploy.known_good = deploy.clean_predictions >= self.known_good_after

@@ -85,6 +85,16 @@ class _Tracked:
     issued: set[str] = field(default_factory=set)
     evidence_rows: int = 0
     resolved_at: int | None = None
+    #: Predictions served since the last emit, not yet added to ``incident.affected_predictions``
+    #: (folded in by ``fold``: one dataclass copy per emit instead of one per prediction).
+    unfolded_predictions: int = 0
+
+    def fold(self) -> Incident:
+        if self.unfolded_predictions:
+            self.incident = replace(self.incident, affected_predictions=self.incident.affected_predictions
+                                    + self.unfolded_predictions)
+            self.unfolded_predictions = 0
+        return self.incident
 
     @property
     def is_open(self) -> bool:
@@ -155,11 +165,13 @@ class IncidentBook:
 
     def observe(self, event: Event, output: EngineOutput) -> None:
         """Event time moved on: record evidence, count affected predictions, resolve and expire."""
-        self.watermark = max(self.watermark, event.ts)
+        if event.ts > self.watermark:
+            self.watermark = event.ts
         model_id = event.model_id if isinstance(event, PredictionEvent) else None
         self.versions.observe(event, model_id is not None and self._model_has_open_incident(model_id))
-        for tracked in self._touched_by(event):
-            self._record(tracked, event, output)
+        if self._by_asset:
+            for tracked in self._touched_by(event):
+                self._record(tracked, event, output)
         boundary = self.watermark - self.watermark % self.check_every_ms
         if boundary > self._last_sweep or self._changed_since_sweep:
             self._last_sweep, self._changed_since_sweep = boundary, False
@@ -167,7 +179,7 @@ class IncidentBook:
 
     @property
     def open_incidents(self) -> list[Incident]:
-        return [tracked.incident for tracked in self._tracked.values() if tracked.is_open]
+        return [tracked.fold() for tracked in self._tracked.values() if tracked.is_open]
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -303,17 +315,20 @@ class IncidentBook:
             if not _same_model(incident, event):
                 return
             if not event.is_feedback:
-                tracked.incident = replace(incident, affected_predictions=incident.affected_predictions + 1)
+                tracked.unfolded_predictions += 1
         if tracked.evidence_rows < self.max_evidence_per_incident:
             tracked.evidence_rows += 1
             output.evidence.append(evidence_row(incident.incident_id, event))
 
     def _model_has_open_incident(self, model_id: str) -> bool:
+        if not self._by_asset:
+            return False
         return any(self._tracked[key].is_open for key in self._by_asset.get(("model", model_id), ()))
 
     # ---- publishing ----------------------------------------------------------------------
 
     def _emit(self, tracked: _Tracked, output: EngineOutput, resolved_because: str = "") -> None:
+        tracked.fold()
         incident = replace(tracked.incident, summary=self._story(tracked, resolved_because))
         incident = replace(incident, investigation_queries=render_queries(incident, self.database))
         output.incidents.append(incident)
