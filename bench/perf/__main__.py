@@ -20,6 +20,8 @@ from detectors.events import PredictionEvent
 from streams.broker import EmbeddedBroker
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+#: The scaling run's second workload serves each demo model as this many separate models.
+FLEET_TENANTS = 8
 
 
 def _machine() -> str:
@@ -49,12 +51,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         results["latency"]["rate_per_s"] = rate
         print("latency", results["latency"], flush=True)
         if not args.skip_scaling:
-            for processes in (1, 2):
-                tag = f"scale{processes}"
-                scale_settings = measure.bench_settings(bootstrap, tag, Path(tmp) / tag)
-                await measure.publish_workload(scale_settings, bootstrap, workload)
-                results[f"scaling_{processes}"] = measure.scaling(bootstrap, len(workload.messages), processes, tag)
-                print(f"scaling {processes}", results[f"scaling_{processes}"], flush=True)
+            fleet = build_workload(args.events, tenants=FLEET_TENANTS)
+            for name, scaled in (("demo", workload), ("fleet", fleet)):
+                for processes in (1, 2):
+                    tag = f"scale-{name}{processes}"
+                    scale_settings = measure.bench_settings(bootstrap, tag, Path(tmp) / tag)
+                    await measure.publish_workload(scale_settings, bootstrap, scaled)
+                    results[f"scaling_{name}_{processes}"] = measure.scaling(bootstrap, len(scaled.messages),
+                                                                            processes, tag)
+                    print(f"scaling {name} {processes}", results[f"scaling_{name}_{processes}"], flush=True)
     if not args.skip_memory:
         results["memory"] = measure.memory_footprint(args.principals, 10_000)
         print("memory", results["memory"], flush=True)
@@ -80,10 +85,12 @@ def _table(results: dict[str, Any], args: argparse.Namespace) -> str:
         rows.append((f"5. memory after {memory['principals']:,} principals + {memory['segments']:,} segments",
                      f"{memory['rss_after_segments_mb']:,.0f} MB RSS",
                      f"{memory['bytes_per_principal']:,.0f} bytes per principal (detectors keep at most max_keys each); target <= 1 KB"))
-    for processes in (1, 2):
-        scale = results.get(f"scaling_{processes}")
-        if scale:
-            rows.append((f"6. scaling: {processes} worker process(es), one group", f"{scale['events_per_s']:,.0f} events/s", ""))
+    for name, what in (("demo", "demo mix, 3 models"), ("fleet", f"fleet, {3 * FLEET_TENANTS} models")):
+        for processes in (1, 2):
+            scale = results.get(f"scaling_{name}_{processes}")
+            if scale:
+                rows.append((f"6. scaling ({what}): {processes} worker process(es), one group",
+                             f"{scale['events_per_s']:,.0f} events/s", f"{scale['events']:,} events"))
     lines = [f"# mlsentry benchmark, {args.date}", "", f"Machine: {_machine()}", "",
              f"Command: `make bench` (`python -m bench.perf --events {args.events}`); workload: "
              f"{worker['events']:,} mixed events of the demo's traffic (Avro), 4 partitions per topic, embedded tansu broker, chDB.",
