@@ -42,7 +42,9 @@ from detectors.engine import DetectorSet
 log = logging.getLogger("mlsentry.snapshots")
 
 MAGIC = b"MLSNAP"
-FORMAT_VERSION = 1
+#: Bumped whenever a detector's pickled state changes shape, so old snapshots are refused
+#: (and the partition rebuilt) rather than half-restored. 2: input_anomaly holds numpy trees.
+FORMAT_VERSION = 2
 _MAC_BYTES = 32
 _CHUNK_MAGIC = b"MLSCHK1"
 CHUNK_BYTES = 512 * 1024

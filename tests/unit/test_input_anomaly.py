@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from river import anomaly
 
+from detectors._halfspace import SMALL_BATCH, HalfSpaceForest
 from detectors._testing import anomaly_stream
 from detectors.events import PredictionEvent
 from detectors.findings import Finding
-from detectors.input_anomaly import InputAnomalyDetector
+from detectors.input_anomaly import InputAnomalyDetector, _Scaler
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +64,84 @@ def test_principals_are_bounded() -> None:
     for index, event in enumerate(anomaly_stream(seed=5, n=2_000)):
         detector.update(replace(event, principal=f"p{index}"))
     assert detector.n_tracked_principals == 50
+
+
+def test_forest_scores_exactly_as_river_half_space_trees() -> None:
+    """The array forest is River's ``HalfSpaceTrees``: same trees, same scores to the bit, across window swaps."""
+    names = ["a", "b", "c"]
+    for n_trees, height, window_size in [(10, 8, 250), (3, 3, 7), (2, 0, 4)]:
+        rng = random.Random(height)
+        river = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
+                                       limits={name: (0.0, 1.0) for name in names}, seed=42)
+        forest = HalfSpaceForest(names, n_trees, height, window_size, seed=42)
+        for _ in range(120):
+            rows = np.array([[min(1.0, max(0.0, rng.gauss(0.5, 0.25))) for _ in names]
+                             for _ in range(rng.choice([1, 3, SMALL_BATCH, 40]))])
+            leaves = forest.leaves(rows)
+            expected = [float(river.score_one(dict(zip(names, row))))  # type: ignore[no-untyped-call]
+                        for row in rows.tolist()]
+            assert forest.scores(leaves).tolist() == expected
+            learned = [index for index in range(len(rows)) if rng.random() < 0.8]
+            forest.learn(leaves[learned])
+            for index in learned:
+                river.learn_one(dict(zip(names, rows[index].tolist())))  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("limits", [{"a": (-2.0, 3.0), "b": (0.1, 0.7)}, {"b": (0.1, 0.7)}])
+def test_scaling_follows_the_per_feature_formula(limits: dict[str, tuple[float, float]]) -> None:
+    """Missing -> mid-range, non-finite -> top, then ``min(1, max(0, (value - low) / (high - low)))``."""
+    vectors: list[dict[str, float]] = [
+        {"a": 0.3, "b": 0.5}, {"a": -5.0, "b": 9.0}, {"b": 0.2}, {"a": math.inf, "b": -math.inf},
+        {"a": math.nan, "b": 1e308}, {"a": -1e308, "extra": 1.0}, {"a": 0, "b": True},
+    ]
+
+    def by_formula(vector: dict[str, float]) -> list[float]:
+        scaled = []
+        for name, (low, high) in limits.items():
+            value = vector.get(name, (low + high) / 2)
+            value = float(value) if math.isfinite(value) else high
+            scaled.append(min(1.0, max(0.0, (value - low) / (high - low))))
+        return scaled
+
+    scaler = _Scaler.from_limits(limits)
+    assert scaler.rows(vectors).tolist() == [by_formula(vector) for vector in vectors]
+    assert scaler.rows(vectors[:1]).tolist() == [by_formula(vectors[0])]
+
+
+def _bursty_stream() -> list[PredictionEvent]:
+    """``svc-3`` sends odd inputs every other 25 minutes from event 6000: reported, re-armed, reported again."""
+    odd = anomaly_stream(seed=7, n=24_000, odd_principal="svc-3", n_principals=5)
+    calm = anomaly_stream(seed=8, n=24_000, n_principals=5)
+    return [calm[index] if index < 3_000 or (index // 3_000) % 2 else odd[index] for index in range(24_000)]
+
+
+def _in_micro_batches(detector: InputAnomalyDetector, events: list[PredictionEvent],
+                      rng: random.Random) -> list[tuple[int, Finding]]:
+    found, start = [], 0
+    while start < len(events):
+        size = rng.choice([1, 2, 7, 64, 500, 1_024, 3_000])
+        found += [(start + position, f) for position, f in detector.update_many(events[start:start + size])]
+        start += size
+    return found
+
+
+def _learned_state(detector: InputAnomalyDetector) -> list[tuple[object, ...]]:
+    return [(key, state.seen, state.learned, state.judged, state.flagged, state.quantile and state.quantile.get())
+            for key, state in detector._states.items()]
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    # small trees and windows: many swaps inside one batch; two slots for three model versions: evictions
+    {"warmup": 10, "calibration": 30, "window_size": 9, "n_trees": 3, "height": 3, "max_keys": 2, "min_anomalies": 3},
+])
+def test_micro_batches_learn_and_find_what_single_events_do(settings: dict[str, int]) -> None:
+    events = [replace(event, model_id=f"m{(index // 150) % 3}") if settings else event
+              for index, event in enumerate(_bursty_stream())]
+    one_by_one, batched = InputAnomalyDetector(**settings), InputAnomalyDetector(**settings)
+    expected = _found(one_by_one, events)
+    assert _in_micro_batches(batched, events, random.Random(1)) == expected
+    assert _learned_state(batched) == _learned_state(one_by_one)
+    assert (batched._judged, batched._flagged) == (one_by_one._judged, one_by_one._flagged) > (0, 0)
+    if not settings:
+        assert [(index, f.principal) for index, f in expected] == [(6381, "svc-3"), (12960, "svc-3"), (19080, "svc-3")]
