@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import reduce
+from operator import add, mul
+from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from river import drift
+
+FloatArray = npt.NDArray[np.float64]
+#: A sorted sample's distinct values closed by +inf, how many values lie below each (closed by the
+#: sample's size, twice: nothing equals the +inf), and the size.
+_DistinctCounts = tuple[FloatArray, npt.NDArray[np.int32], int]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+#: Fewer values than this are ranked one by one: numpy's fixed cost per call would outweigh its speed.
+_MIN_VECTORISED = 16
 
 
 @dataclass
@@ -103,6 +118,20 @@ def _regime_of(blocks: list[list[float]], n_bins: int) -> Regime:
     return Regime(int(blocks[0][0]), Moments(n, mean, max(squares - n * mean * mean, 0.0)), bins)
 
 
+def fits_without_eviction(table: Mapping[K, object], keys: Iterable[K], max_keys: int) -> bool:
+    """Whether ``table`` takes the new ones among ``keys`` and stays within ``max_keys`` (so none is evicted).
+
+    A detector learning a micro-batch key by key is exact only then; else it goes event by event.
+    """
+    return len(table) + sum(key not in table for key in keys) <= max_keys
+
+
+def touch_in_order(table: OrderedDict[K, V], last_seen: Mapping[K, int]) -> None:
+    """Leave ``table`` in the order that per-event lookups would: keys by when the batch last used them."""
+    for key in sorted(last_seen, key=last_seen.__getitem__):
+        table.move_to_end(key)
+
+
 def adwin(delta: float) -> drift.ADWIN:
     return drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]  # river is untyped here
 
@@ -161,6 +190,20 @@ class _Side:
         self.raw_sum += value
         self.raw_squares += value * value
 
+    def catch_up(self, stat: float, first_ts: int | None, ranks: list[float], values: list[float]) -> None:
+        """The state ``step`` leaves after the run's latest ``ranks`` and ``values``, its statistic now ``stat``.
+
+        ``first_ts`` is when the run began if it began among them (``None``: it goes on from
+        before). Sums are taken in the same order as ``step`` adds them, so they are equal.
+        """
+        if first_ts is not None:
+            self.start_ts, self.n, self.rank_sum, self.raw_sum, self.raw_squares = first_ts, 0, 0.0, 0.0, 0.0
+        self.stat = max(0.0, stat)
+        self.n += len(ranks)
+        self.rank_sum = reduce(add, ranks, self.rank_sum)
+        self.raw_sum = reduce(add, values, self.raw_sum)
+        self.raw_squares = reduce(add, map(mul, values, values), self.raw_squares)
+
     def alarm(self, direction: int) -> CusumAlarm:
         mean = self.raw_sum / self.n
         m2 = max(self.raw_squares - self.n * mean * mean, 0.0)
@@ -196,6 +239,7 @@ class RankCusum:
     _scale: float = 0.0
     _up: _Side = field(default_factory=_Side)
     _down: _Side = field(default_factory=_Side)
+    _distinct: _DistinctCounts | None = field(default=None, repr=False, compare=False)  # of the full reference
 
     @property
     def ready(self) -> bool:
@@ -209,7 +253,7 @@ class RankCusum:
     def update(self, ts: int, value: float) -> CusumAlarm | None:
         """Learn ``value``; a ``CusumAlarm`` when either side crosses the threshold."""
         if not self.ready:
-            self._collect(value)
+            self._collect([value])
             return None
         rank = self.rank(value)
         x = (rank - 0.5) / self._scale
@@ -223,18 +267,144 @@ class RankCusum:
             insort(self.reference, value)
         return None
 
+    def __getstate__(self) -> dict[str, object]:
+        """Snapshots leave out the ranking table: it is rebuilt from ``reference`` when needed."""
+        return {**self.__dict__, "_distinct": None}
+
     def rank(self, value: float) -> float:
         reference = self.reference
         return (bisect_left(reference, value) + bisect_right(reference, value)) / (2 * len(reference))
+
+    def update_many(self, stamps: Sequence[int], values: FloatArray, start: int = 0) -> tuple[int, CusumAlarm] | None:
+        """Learn ``values[start:]`` (seen at ``stamps``; never NaN) in order until a side crosses: its index and alarm.
+
+        The same as ``update`` on each value in turn, then ``None`` if none crossed. Once the
+        reference is full it no longer changes, so a run of values is ranked at once (numpy)
+        and only the CUSUM recursion goes value by value. After an alarm the caller decides
+        (``quiet``, or a new ``RankCusum``) and goes on from the next index.
+        """
+        index, end = start, len(values)
+        while index < end:
+            if not self.ready:
+                index += self._collect(values[index:].tolist())
+            elif self.threshold <= 0.0:  # the loops below rely on a positive threshold
+                if (alarm := self.update(stamps[index], float(values[index]))) is not None:
+                    return index, alarm
+                index += 1
+            elif len(self.reference) >= self.max_reference and end - index >= _MIN_VECTORISED:
+                return self._run_fixed(stamps, values, index)
+            else:
+                index, alarm = self._run_growing(stamps, values[index:].tolist(), index)
+                if alarm is not None:
+                    return index, alarm
+        return None
 
     def quiet(self) -> None:
         """Forget the current excursion (after an alarm that was judged too small to report)."""
         self._up, self._down = _Side(), _Side()
 
-    def _collect(self, value: float) -> None:
-        self._warmup.append(value)
-        if len(self._warmup) < self.reference_size:
-            return
+    def _run_growing(self, stamps: Sequence[int], values: list[float], start: int) -> tuple[int, CusumAlarm | None]:
+        """``update`` on ``values`` (from index ``start`` on) until an alarm, their end or a full reference.
+
+        One loop with the sides' statistics in locals; the runs' sums are caught up at the
+        end. Returns the alarm's index, else the index to go on from.
+        """
+        reference, scale, slack, threshold = self.reference, self._scale, self.slack, self.threshold
+        quarter, room = threshold / 4, self.max_reference - len(reference)
+        up, down, up_start, down_start, ranks = self._up.stat, self._down.stat, -1, -1, []
+        for value in values:
+            rank = (bisect_left(reference, value) + bisect_right(reference, value)) / (2 * len(reference))
+            ranks.append(rank)
+            x = (rank - 0.5) / scale
+            if up > 0.0:
+                up += x - slack
+            else:
+                up, up_start = x - slack, len(ranks) - 1
+            if down > 0.0:
+                down += -x - slack
+            else:
+                down, down_start = -x - slack, len(ranks) - 1
+            if up > threshold or down > threshold:
+                break
+            if room > 0 and up < quarter and down < quarter:  # both sides quiet: a value of the stable past
+                insort(reference, value)
+                room -= 1
+                if not room:
+                    break
+        alarm = self._catch_up(stamps, start, ranks, values, (up, up_start), (down, down_start))
+        stepped = start + len(ranks)
+        return (stepped - 1, alarm) if alarm is not None else (stepped, None)
+
+    def _run_fixed(self, stamps: Sequence[int], values: FloatArray, start: int) -> tuple[int, CusumAlarm] | None:
+        """``update_many`` from ``start`` on while the reference stays as it is (full: nothing is added)."""
+        ranks = self._ranks(values[start:])
+        standardised = (ranks - 0.5) / self._scale  # the same float operations as ``update``, value by value
+        last, up, down, up_start, down_start = _cusum_run(
+            self._up.stat, self._down.stat, (standardised - self.slack).tolist(),
+            (-standardised - self.slack).tolist(), self.threshold,
+        )
+        first = 0 if min(up_start, down_start) < 0 else min(up_start, down_start)  # where the runs began
+        alarm = self._catch_up(
+            stamps, start + first, ranks[first:last + 1].tolist(), values[start + first:start + last + 1].tolist(),
+            (up, up_start - first if up_start >= 0 else -1), (down, down_start - first if down_start >= 0 else -1),
+        )
+        return None if alarm is None else (start + last, alarm)
+
+    def _catch_up(
+        self, stamps: Sequence[int], offset: int, ranks: list[float], values: list[float], up: tuple[float, int],
+        down: tuple[float, int],
+    ) -> CusumAlarm | None:
+        """Bring both sides to where ``update`` would leave them after these ``ranks``; the alarm, if any.
+
+        The ranks (and ``values``, which may go on past them) are those of the values from
+        index ``offset`` on. Each side is given as its statistic and the index in ``ranks``
+        at which its run began (-1: before them).
+        """
+        for side, (stat, run_start) in ((self._up, up), (self._down, down)):
+            first = max(run_start, 0)
+            side.catch_up(stat, stamps[offset + run_start] if run_start >= 0 else None, ranks[first:],
+                          values[first:len(ranks)])
+        if self._up.stat > self.threshold:
+            return self._up.alarm(+1)
+        if self._down.stat > self.threshold:
+            return self._down.alarm(-1)
+        return None
+
+    def _ranks(self, values: FloatArray) -> FloatArray:
+        """``rank`` of each value at once: ``bisect_left + bisect_right`` counted from the reference's distinct values.
+
+        Searching in sorted order is far cheaper (numpy reuses the last position); the final
+        division is the same as ``rank``'s.
+        """
+        if self._distinct is None or self._distinct[2] != len(self.reference):  # it only grows: same length, same
+            self._distinct = _distinct_counts(self.reference)
+        distinct, below, n = self._distinct
+        order = np.argsort(values)
+        ordered = values[order]
+        found = np.searchsorted(distinct, ordered)
+        left = below[found]
+        both_sides = np.empty(len(values), dtype=np.int64)
+        both_sides[order] = 2 * left + (distinct[found] == ordered) * (below[found + 1] - left)
+        ranks: FloatArray = both_sides / (2 * n)
+        return ranks
+
+    def _collect(self, values: list[float]) -> int:
+        """Add ``values`` to the warm-up sample until the reference is fixed; how many were taken.
+
+        Taking up to the sample's size at once is the same as one by one: nothing is decided
+        below it.
+        """
+        taken = 0
+        while taken < len(values) and not self.ready:
+            wanted = max(self.reference_size - len(self._warmup), 1)
+            self._warmup.extend(values[taken:taken + wanted])
+            taken = min(taken + wanted, len(values))
+            if len(self._warmup) >= self.reference_size:
+                self._fix_reference()
+        return taken
+
+    def _fix_reference(self) -> None:
+        """Make the warm-up sample the reference if it is stable, else drop its earlier half."""
         half = len(self._warmup) // 2
         if abs(_mann_whitney_z(self._warmup[:half], self._warmup[half:])) > self.stability_z:
             del self._warmup[:half]  # still settling: the earlier half is not a baseline
@@ -246,21 +416,62 @@ class RankCusum:
             self._scale = 1e-3
 
 
-def _midrank_std(ordered: list[float]) -> float:
-    """Spread of the reference's mid-ranks within itself (1/sqrt(12) without ties, less with them)."""
+def _cusum_run(
+    up: float, down: float, up_gains: list[float], down_gains: list[float], threshold: float,
+) -> tuple[int, float, float, int, int]:
+    """Both CUSUM sides over the gains until one exceeds ``threshold`` (>= 0) or the gains end.
+
+    Returns the last index stepped, the sides' statistics then (below zero where ``step``
+    would hold zero: the next gain restarts the run all the same) and the index at which
+    each side's current run began (-1: before these gains). The hot loop of ``update_many``.
+    """
+    up_start = down_start = -1
+    for index, gain in enumerate(up_gains):
+        if up > 0.0:
+            up += gain
+        else:
+            up, up_start = gain, index
+        gain = down_gains[index]
+        if down > 0.0:
+            down += gain
+        else:
+            down, down_start = gain, index
+        if up > threshold or down > threshold:
+            return index, up, down, up_start, down_start
+    return len(up_gains) - 1, up, down, up_start, down_start
+
+
+def _distinct_counts(ordered: list[float]) -> _DistinctCounts:
+    """``ordered`` (sorted, no NaN) as its distinct values and how many values lie below each.
+
+    The +inf at the end means a search never runs past the distinct values.
+    """
+    distinct, below = np.unique(np.array(ordered, dtype=np.float64), return_index=True)
     n = len(ordered)
+    return np.append(distinct, np.inf), np.append(below, [n, n]).astype(np.int32), n
+
+
+def _midrank_std(ordered: list[float]) -> float:
+    """Spread of the reference's mid-ranks within itself (1/sqrt(12) without ties, less with them).
+
+    Each value's ``bisect_left + bisect_right`` is counted from the distinct values (numpy);
+    the squares are summed in order, as one value at a time would.
+    """
+    n = len(ordered)
+    below = _distinct_counts(ordered)[1][:-1].astype(np.int64)  # the distinct values' and then the size
+    count = np.diff(below)
+    ranks = np.repeat((2 * below[:-1] + count) / (2 * n), count).tolist()
     total = 0.0
-    for value in ordered:
-        rank = (bisect_left(ordered, value) + bisect_right(ordered, value)) / (2 * n)
+    for rank in ranks:
         total += (rank - 0.5) ** 2
     return math.sqrt(total / n)
 
 
 def _mann_whitney_z(first: list[float], second: list[float]) -> float:
     """Normal approximation of the Mann-Whitney U statistic of ``second`` against ``first``."""
-    ordered = sorted(first)
+    ordered, later = np.sort(np.array(first, dtype=np.float64)), np.array(second, dtype=np.float64)
     n1, n2 = len(first), len(second)
-    u = sum(bisect_left(ordered, value) + (bisect_right(ordered, value) - bisect_left(ordered, value)) / 2
-            for value in second)
+    below = np.searchsorted(ordered, later, "left")
+    u = sum((below + (np.searchsorted(ordered, later, "right") - below) / 2).tolist())  # the terms bisect gives
     spread = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
     return (u - n1 * n2 / 2) / spread if spread > 0 else 0.0

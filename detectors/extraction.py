@@ -24,17 +24,18 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import ClassVar, Mapping
+from typing import ClassVar, Mapping, Sequence
 
 from river import stats
 
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
 _ModelKey = tuple[str, str]
 _PrincipalKey = tuple[str, str, str]
 _Population = tuple[stats.EWMean, list[int]]  # near-boundary share, predictions seen
+_ABSENT = object()  # a feature the previous query did not have
 
 
 @dataclass
@@ -53,7 +54,7 @@ class _Sweep:
 class _PrincipalState:
     recent: deque[tuple[int, bool]]
     near: int = 0
-    last_features: dict[str, float] | None = None
+    last_features: Mapping[str, float] | None = None  # a copy, except within ``update_many``
     last_ts: int = 0
     sweep: _Sweep = field(default_factory=_Sweep)
     flagged_until: int | None = None
@@ -142,68 +143,94 @@ class ExtractionDetector:
         )
 
     def update(self, event: Event) -> Finding | None:
-        if not isinstance(event, PredictionEvent) or event.score is None or event.is_feedback:
-            return None
-        near = abs(event.score - 0.5) < self.band
-        population = self._population_for(event)
-        share, population_n = population[0].get(), population[1][0]
-        if event.principal is None:
-            _learn_population(population, near)
-            return None
-        state = self._state_for((event.principal, event.model_id, event.model_version))
-        self._observe(state, event, near)
-        if not self._suspect(state):
-            _learn_population(population, near)  # a prober's scores would hide it in the population share
-        signal = self._sweep_signal(state) or self._boundary_signal(state, share, population_n)
-        if signal is None:
-            return None
-        if state.flagged_until is not None and event.ts < state.flagged_until:
-            state.flagged_until = event.ts + self.quiet_ms  # the same campaign, still going
-            return None
-        state.flagged_until = event.ts + self.quiet_ms
-        return self._finding(event, signal)
+        found = self.update_many((event,))
+        return found[0][1] if found else None
 
-    def _population_for(self, event: PredictionEvent) -> _Population:
-        key = (event.model_id, event.model_version)
-        entry = self._models.get(key)
-        if entry is None:
-            entry = self._models[key] = (stats.EWMean(self.population_fading_factor), [0])
-            self._evict()
-        else:
-            self._models.move_to_end(key)
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` taken in order, with their positions (``update`` is a batch of one).
+
+        A principal is judged against its model's population share at that very moment, so
+        events go strictly one by one. The loop is the detector's hot path: settings in
+        locals, a principal's last features copied once per batch rather than per query,
+        and the signals computed only for a principal past their cheap bars.
+        """
+        found: list[Positioned] = []
+        touched: dict[_PrincipalKey, _PrincipalState] = {}
+        band, models, principals, max_features = self.band, self._models, self._principals, self.max_features
+        min_predictions, min_population, min_fraction = self.min_predictions, self.min_population, self.min_fraction
+        crowd, sweep_length, interleaved = self.min_predictions // 5, self.sweep_length, self.max_interleaved
+        for position, event in enumerate(events):
+            if not isinstance(event, PredictionEvent):
+                continue
+            features = event.features
+            if event.score is None or not features and event.label is not None:  # ``is_feedback``, inlined
+                continue
+            near = abs(event.score - 0.5) < band
+            model_key = (event.model_id, event.model_version)
+            if (population := models.get(model_key)) is None:
+                population = self._new_population(model_key)
+            else:
+                models.move_to_end(model_key)
+            population_n = population[1][0]
+            if event.principal is None:
+                _learn_population(population, near)
+                continue
+            key = (event.principal, event.model_id, event.model_version)
+            if (state := principals.get(key)) is None:
+                state = self._new_principal(key)
+            else:
+                principals.move_to_end(key)
+            touched[key] = state
+            recent = state.recent
+            if len(recent) == recent.maxlen and recent[0][1]:
+                state.near -= 1
+            recent.append((event.ts, near))
+            state.near += near
+            if len(features) <= max_features:
+                sweep, last_features = state.sweep, state.last_features
+                if last_features is not None and not (sweep.length and _continue_sweep(sweep, features, interleaved)):
+                    _extend_sweep(sweep, last_features, features, state.last_ts)
+                state.last_features, state.last_ts = features, event.ts  # copied at the end of the batch
+            n = len(recent)
+            boundary = n >= min_predictions and population_n >= min_population and state.near / n >= min_fraction
+            share = population[0].get() if boundary else 0.0  # the share before this prediction is learned
+            crowding = n >= crowd and state.near >= min_fraction * n
+            if not (crowding or state.flagged_until is not None and recent[-1][0] < state.flagged_until):
+                population[0].update(1.0 if near else 0.0)  # a prober's scores would hide it in the population share
+                population[1][0] += 1
+            if state.sweep.length >= sweep_length:
+                signal = self._sweep_signal(state)
+            elif boundary:
+                signal = self._boundary_signal(state, share, population_n)
+            else:
+                continue
+            if signal is not None and (finding := self._flag(state, event, signal)) is not None:
+                found.append((position, finding))
+        for state in touched.values():  # the sweep compared with the events' own maps within the batch
+            if state.last_features is not None:
+                state.last_features = dict(state.last_features)
+        return found
+
+    def _new_population(self, key: _ModelKey) -> _Population:
+        entry = self._models[key] = (stats.EWMean(self.population_fading_factor), [0])
+        self._evict()
         return entry
 
-    def _suspect(self, state: _PrincipalState) -> bool:
-        """Whether the principal's recent scores already crowd the boundary or it is flagged."""
-        n = len(state.recent)
-        crowding = n >= self.min_predictions // 5 and state.near >= self.min_fraction * n
-        return crowding or state.flagged_until is not None and state.recent[-1][0] < state.flagged_until
-
-    def _state_for(self, key: _PrincipalKey) -> _PrincipalState:
-        state = self._principals.get(key)
-        if state is None:
-            state = self._principals[key] = _PrincipalState(deque(maxlen=self.window))
-            self._evict()
-        else:
-            self._principals.move_to_end(key)
+    def _new_principal(self, key: _PrincipalKey) -> _PrincipalState:
+        state = self._principals[key] = _PrincipalState(deque(maxlen=self.window))
+        self._evict()
         return state
+
+    def _flag(self, state: _PrincipalState, event: PredictionEvent, signal: _Signal) -> Finding | None:
+        """A finding, unless the principal is still flagged for the same campaign (which goes on)."""
+        quiet = state.flagged_until is not None and event.ts < state.flagged_until
+        state.flagged_until = event.ts + self.quiet_ms
+        return None if quiet else self._finding(event, signal)
 
     def _evict(self) -> None:
         while len(self._models) + len(self._principals) > self.max_keys:
             larger = self._principals if len(self._principals) >= len(self._models) else self._models
             larger.popitem(last=False)
-
-    def _observe(self, state: _PrincipalState, event: PredictionEvent, near: bool) -> None:
-        if len(state.recent) == state.recent.maxlen and state.recent[0][1]:
-            state.near -= 1
-        state.recent.append((event.ts, near))
-        state.near += near
-        if len(event.features) <= self.max_features:
-            if state.last_features is not None and not _continue_sweep(state.sweep, event.features,
-                                                                       self.max_interleaved):
-                _extend_sweep(state.sweep, state.last_features, event.features, state.last_ts)
-            state.last_features = dict(event.features)
-            state.last_ts = event.ts
 
     def _boundary_signal(self, state: _PrincipalState, share: float, population_n: int) -> _Signal | None:
         n = len(state.recent)
@@ -308,16 +335,18 @@ def _continue_sweep(sweep: _Sweep, current: Mapping[str, float], max_interleaved
 
 def _extend_sweep(sweep: _Sweep, previous: Mapping[str, float], current: Mapping[str, float], last_ts: int) -> None:
     """Grow the run of one-feature-at-a-time monotone changes, or restart or break it."""
-    if previous.keys() != current.keys():
+    name = None
+    for feature in current:
+        if current[feature] != previous.get(feature, _ABSENT):
+            if name is not None:  # a second feature moved, or the two queries' features differ
+                sweep.length = 0
+                return
+            name = feature
+    if len(previous) != len(current) or name is not None and name not in previous:  # not the same features
         sweep.length = 0
         return
-    changed = [name for name in current if current[name] != previous[name]]
-    if not changed:
+    if name is None:
         return  # a repeated query neither extends nor breaks a sweep
-    if len(changed) > 1:
-        sweep.length = 0
-        return
-    name = changed[0]
     direction = 1 if current[name] > previous[name] else -1
     if sweep.length and sweep.feature == name and sweep.direction == direction:
         sweep.length += 1

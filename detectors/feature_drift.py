@@ -19,15 +19,23 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import ClassVar
+from itertools import chain
+from operator import itemgetter
+from typing import ClassVar, Mapping, Sequence
 
-from detectors._regime import CusumAlarm, RankCusum, affected, iso_utc
+import numpy as np
+
+from detectors._regime import (
+    CusumAlarm, FloatArray, RankCusum, affected, fits_without_eviction, iso_utc, touch_in_order,
+)
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
+_Column = tuple[list[int], FloatArray]  # a feature's finite values in a batch and the events they came from
+_Candidate = tuple[int, str, Finding]  # event index in the batch, feature, finding
 
 
 @dataclass
@@ -116,6 +124,52 @@ class FeatureDriftDetector:
                 found = finding
         return found
 
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """What ``update`` on each event in turn finds, with positions; each feature's values as one stream.
+
+        Versions share nothing but the LRU table and features of a version nothing at all, so
+        unless the batch could evict a version, each feature's values in the batch go through
+        its ``RankCusum.update_many`` together; else event by event.
+        """
+        batches = _by_model(events)
+        if not fits_without_eviction(self._states, batches, self.max_keys):
+            return [(position, finding) for position, event in enumerate(events)
+                    if (finding := self.update(event)) is not None]
+        found: list[Positioned] = []
+        for key, (positions, batch) in batches.items():
+            found.extend(self._learn_model(key, positions, batch))
+        touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in batches.items()})
+        found.sort(key=itemgetter(0))
+        return found
+
+    def _learn_model(self, key: ModelKey, positions: list[int], batch: list[PredictionEvent]) -> list[Positioned]:
+        state = self._state_for(key, batch[0].ts)
+        seen_before = state.predictions
+        state.predictions += len(batch)
+        stamps = [event.ts for event in batch]
+        candidates: list[_Candidate] = []
+        for feature, column in _feature_columns(batch).items():  # in the order update would create them
+            if self._feature_state(state, feature) is not None:
+                candidates.extend(self._learn_column(state, feature, column, batch, stamps, seen_before))
+        return [(positions[index], finding) for index, finding in _strongest_per_event(candidates)]
+
+    def _learn_column(
+        self, state: _ModelState, feature: str, column: _Column, batch: list[PredictionEvent], batch_stamps: list[int],
+        seen_before: int,
+    ) -> list[_Candidate]:
+        indices, values = column
+        stamps = batch_stamps if len(indices) == len(batch) else [batch_stamps[index] for index in indices]
+        found, at = [], 0
+        while (crossing := state.features[feature].cusum.update_many(stamps, values, at)) is not None:
+            at, alarm = crossing
+            index = indices[at]
+            finding = self._settle(batch[index], state, feature, state.features[feature], alarm,
+                                   seen_before + index + 1)
+            if finding is not None:
+                found.append((index, feature, finding))
+            at += 1
+        return found
+
     def _new_feature_state(self, quiet_until: int = -1) -> _FeatureState:
         return _FeatureState(RankCusum(self.slack, self.threshold, self.warmup, self.max_reference), quiet_until)
 
@@ -131,6 +185,13 @@ class FeatureDriftDetector:
         alarm = feature_state.cusum.update(event.ts, value)
         if alarm is None:
             return None
+        return self._settle(event, state, feature, feature_state, alarm, state.predictions)
+
+    def _settle(
+        self, event: PredictionEvent, state: _ModelState, feature: str, feature_state: _FeatureState,
+        alarm: CusumAlarm, predictions: int,
+    ) -> Finding | None:
+        """Judge a crossing after ``predictions`` of the version: a finding, or learned silently."""
         scale = feature_state.cusum.scale
         effect = abs(alarm.mean_rank - 0.5) / scale
         if alarm.n < self.min_recent or effect < self.min_effect:
@@ -141,17 +202,16 @@ class FeatureDriftDetector:
         if event.ts < feature_state.quiet_until:
             return None
         n_before = len(feature_state.cusum.reference)
-        return self._finding(event, state, feature, alarm, effect, n_before)
+        hit = affected(predictions, min(alarm.start_ts, event.ts), state.first_ts, event.ts)
+        return self._finding(event, feature, alarm, effect, n_before, hit)
 
     def _state_for(self, key: ModelKey, ts: int) -> _ModelState:
         return lru_get(self._states, key, self.max_keys, lambda: _ModelState(ts))
 
     def _finding(
-        self, event: PredictionEvent, state: _ModelState, feature: str, alarm: CusumAlarm, effect: float,
-        n_before: int,
+        self, event: PredictionEvent, feature: str, alarm: CusumAlarm, effect: float, n_before: int, hit: int,
     ) -> Finding:
         start = min(alarm.start_ts, event.ts)
-        hit = affected(state.predictions, start, state.first_ts, event.ts)
         evidence = {
             "feature": feature,
             "baseline_mean_rank": "0.5000",
@@ -177,6 +237,69 @@ class FeatureDriftDetector:
                 "If the world really changed, retrain on recent data; if the pipeline broke, fix it and backfill",
             ),
         )
+
+
+def _by_model(events: Sequence[Event]) -> dict[ModelKey, tuple[list[int], list[PredictionEvent]]]:
+    """The predictions ``update`` would learn from, with their positions, per model version in first-seen order."""
+    batches: dict[ModelKey, tuple[list[int], list[PredictionEvent]]] = {}
+    for position, event in enumerate(events):
+        if not isinstance(event, PredictionEvent) or not event.features:  # feedback carries no features
+            continue
+        key = (event.model_id, event.model_version)
+        batch = batches.get(key)
+        if batch is None:
+            batch = batches[key] = ([], [])
+        batch[0].append(position)
+        batch[1].append(event)
+    return batches
+
+
+def _feature_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:
+    """Each feature's finite values in ``batch``, by first appearance (sorted within an event, as ``update`` goes).
+
+    Predictions of one version nearly always carry the same features: then one numpy array
+    converts and checks them all.
+    """
+    names = sorted(batch[0].features)
+    maps = [event.features for event in batch]
+    if sum(map(len, maps)) == len(names) * len(batch):
+        try:
+            table = _table(maps, names)
+        except (KeyError, TypeError, ValueError):  # another feature in place of one of these, or not a float
+            return _ragged_columns(batch)
+        if np.isfinite(table).all():
+            every = list(range(len(batch)))
+            return {name: (every, values) for name, values in zip(names, table.T)}
+    return _ragged_columns(batch)
+
+
+def _table(maps: list[Mapping[str, float]], names: list[str]) -> FloatArray:
+    """The ``names`` features of every map, a row per map (``float`` of each, as ``update`` takes them)."""
+    rows = map(itemgetter(*names), maps)
+    flat = np.fromiter(rows if len(names) == 1 else chain.from_iterable(rows), np.float64, len(maps) * len(names))
+    return flat.reshape(len(maps), len(names))
+
+
+def _ragged_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:
+    """``_feature_columns`` for a batch whose predictions carry different features, one value at a time."""
+    columns: dict[str, tuple[list[int], list[float]]] = {}
+    for index, event in enumerate(batch):
+        for name in sorted(event.features):
+            value = float(event.features[name])
+            indices, values = columns.setdefault(name, ([], []))
+            if math.isfinite(value):
+                indices.append(index)
+                values.append(value)
+    return {name: (indices, np.array(values, dtype=np.float64)) for name, (indices, values) in columns.items()}
+
+
+def _strongest_per_event(candidates: list[_Candidate]) -> list[tuple[int, Finding]]:
+    """Per event, the first finding (in feature order) with the highest score, as ``update`` returns it."""
+    strongest: dict[int, Finding] = {}
+    for index, _, finding in sorted(candidates, key=itemgetter(0, 1)):
+        if index not in strongest or finding.score > strongest[index].score:
+            strongest[index] = finding
+    return list(strongest.items())
 
 
 def _summary(

@@ -17,15 +17,19 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import ClassVar
+from operator import itemgetter
+from typing import ClassVar, Sequence
 
-from detectors._regime import CusumAlarm, Moments, RankCusum, iso_utc
+import numpy as np
+
+from detectors._regime import CusumAlarm, Moments, RankCusum, fits_without_eviction, iso_utc, touch_in_order
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
+_Stream = tuple[list[int], list[PredictionEvent], list[float]]  # positions in the batch, predictions, their scores
 
 
 @dataclass
@@ -96,8 +100,40 @@ class ScoreDriftDetector:
         key = (event.model_id, event.model_version)
         state = self._state_for(key)
         alarm = state.cusum.update(event.ts, score)
-        if alarm is None:
-            return None
+        return None if alarm is None else self._settle(key, event, state, alarm)
+
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """What ``update`` on each event in turn finds, with positions; each version's scores as one stream.
+
+        Versions share nothing but the LRU table, so unless the batch could evict one, each
+        version's scores go through its ``RankCusum.update_many`` together; else event by event.
+        """
+        streams = _score_streams(events)
+        if not fits_without_eviction(self._states, streams, self.max_keys):
+            return [(position, finding) for position, event in enumerate(events)
+                    if (finding := self.update(event)) is not None]
+        found: list[Positioned] = []
+        for key, stream in streams.items():
+            found.extend(self._learn_stream(key, *stream))
+        touch_in_order(self._states, {key: positions[-1] for key, (positions, _, _) in streams.items()})
+        found.sort(key=itemgetter(0))
+        return found
+
+    def _learn_stream(
+        self, key: ModelKey, positions: list[int], batch: list[PredictionEvent], scores: list[float],
+    ) -> list[Positioned]:
+        stamps, values = [event.ts for event in batch], np.array(scores, dtype=np.float64)
+        state, found, index = self._state_for(key), [], 0
+        while (crossing := state.cusum.update_many(stamps, values, index)) is not None:
+            index, alarm = crossing
+            finding = self._settle(key, batch[index], state, alarm)
+            if finding is not None:
+                found.append((positions[index], finding))
+            state, index = self._states[key], index + 1
+        return found
+
+    def _settle(self, key: ModelKey, event: PredictionEvent, state: _ModelState, alarm: CusumAlarm) -> Finding | None:
+        """Judge a crossing: a finding starts a new reference, a crossing too small to report is forgotten."""
         finding = self._judge(event, state, alarm)
         if finding is None:
             state.cusum.quiet()
@@ -153,6 +189,28 @@ class ScoreDriftDetector:
                 "Roll back to the previous model version if the shift is not explained by real-world change",
             ),
         )
+
+
+def _score_streams(events: Sequence[Event]) -> dict[ModelKey, _Stream]:
+    """The scores ``update`` would learn, per model version in first-seen order."""
+    streams: dict[ModelKey, _Stream] = {}
+    isfinite = math.isfinite
+    for position, event in enumerate(events):
+        if not isinstance(event, PredictionEvent) or event.score is None:
+            continue
+        if event.label is not None and not event.features:  # ``is_feedback``, inlined: the hot path
+            continue
+        score = float(event.score)
+        if not isfinite(score):
+            continue
+        key = (event.model_id, event.model_version)
+        stream = streams.get(key)
+        if stream is None:
+            stream = streams[key] = ([], [], [])
+        stream[0].append(position)
+        stream[1].append(event)
+        stream[2].append(score)
+    return streams
 
 
 def _reference_moments(state: _ModelState) -> Moments:

@@ -92,3 +92,31 @@ def test_feedback_and_anonymous_predictions_hold_no_principal_state() -> None:
     detector.update(PredictionEvent("f", T0, "m", "v1", principal="p", label="yes"))
     detector.update(PredictionEvent("g", T0, "m", "v1", features={"a": 1.0}, score=0.5))
     assert detector.n_tracked_keys == 1  # the model's population share only
+
+
+def _in_batches(detector: ExtractionDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
+                ) -> list[tuple[int, object]]:
+    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
+    found: list[tuple[int, object]] = []
+    start, turn = 0, 0
+    while start < len(events):
+        batch = events[start:start + sizes[turn % len(sizes)]]
+        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
+        start, turn = start + len(batch), turn + 1
+    return found
+
+
+@pytest.mark.parametrize("sizes", [(7, 64), (1024,), (3000, 5, 17)])
+def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
+    # A prober flagged again and again (short quiet time), a sweep, anonymous callers and feedback, few keys.
+    probing = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000)
+    sweeping = prediction_traffic(seed=2, n=6000, principals=8, attacker="mapper", attack_at=2000, attack="sweep")
+    events = sorted(probing + sweeping, key=lambda e: e.ts)
+    for index in range(5, len(events), 13):
+        events[index] = replace(events[index], principal=None)
+    for index in range(3, len(events), 31):
+        events[index] = replace(events[index], features={}, label="yes")
+    expected = _found(ExtractionDetector(quiet_ms=60_000, max_keys=12), events)
+    checks = {f.evidence["check"] for _, f in expected}  # type: ignore[attr-defined]
+    assert checks == {"boundary_probing", "feature_sweep"}
+    assert _in_batches(ExtractionDetector(quiet_ms=60_000, max_keys=12), events, sizes) == expected

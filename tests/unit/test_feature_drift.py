@@ -63,3 +63,34 @@ def test_feedback_and_non_finite_values_are_skipped() -> None:
     assert detector.update(replace(event, features={"x": float("nan")})) is None
     cusum = detector._states[("churn", "v1")].features["x"].cusum
     assert cusum.reference == [] and cusum._warmup == []
+
+
+def _in_batches(detector: FeatureDriftDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
+                ) -> list[tuple[int, Finding]]:
+    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
+    found, start, turn = [], 0, 0
+    while start < len(events):
+        batch = events[start:start + sizes[turn % len(sizes)]]
+        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
+        start, turn = start + len(batch), turn + 1
+    return found
+
+
+@pytest.mark.parametrize("sizes", [(1,), (7, 64), (1024,), (5000, 3, 16)])
+def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
+    # A ramp whose first crossings are too small to report, then one that is; ``y`` always equals ``x``
+    # (ties in one event go to the first feature), with the odd missing, extra or non-finite value.
+    events = feature_stream(seed=1, n=12_000, change_at=5_000, shift=1.0, ramp=3_000)
+    events = [replace(e, features={**e.features, "y": e.features["x"]}) for e in events]
+    for index in range(7, len(events), 97):
+        events[index] = replace(events[index], features={**events[index].features, "visits": float("nan")})
+    for index in range(11, len(events), 389):
+        events[index] = replace(events[index], features={"x": 0.0, "y": 0.0, "extra": 1.0})
+    expected = _found(FeatureDriftDetector(min_effect=0.5), events)
+    assert [(index, f.evidence["feature"]) for index, f in expected] == [(6590, "x")]  # and y, as strongly
+    assert _in_batches(FeatureDriftDetector(min_effect=0.5), events, sizes) == expected
+
+
+def test_batches_keep_the_pinned_abrupt_shift() -> None:
+    events = feature_stream(seed=5, n=8_000, change_at=3_000, shift=0.8)
+    assert _in_batches(FeatureDriftDetector(), events, (1024,)) == _found(FeatureDriftDetector(), events)

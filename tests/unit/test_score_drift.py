@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from detectors._testing import score_stream
-from detectors.findings import severity_for
+from detectors.events import PredictionEvent
+from detectors.findings import Finding, severity_for
 from detectors.score_drift import ScoreDriftDetector
 
 pytestmark = pytest.mark.unit
@@ -59,3 +60,39 @@ def test_model_versions_are_judged_separately() -> None:
     findings = [f for pair in zip(v1, v2) for event in pair if (f := detector.update(event))]
     assert [(f.model_version, f.kind) for f in findings] == [("v1", "prediction_drift")]
     assert detector.n_tracked_keys == 2
+
+
+def _one_by_one(detector: ScoreDriftDetector, events: list[PredictionEvent]) -> list[tuple[int, Finding]]:
+    return [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
+
+
+def _in_batches(detector: ScoreDriftDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
+                ) -> list[tuple[int, Finding]]:
+    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
+    found, start, turn = [], 0, 0
+    while start < len(events):
+        batch = events[start:start + sizes[turn % len(sizes)]]
+        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
+        start, turn = start + len(batch), turn + 1
+    return found
+
+
+@pytest.mark.parametrize("sizes", [(1,), (7, 64), (1024,), (3000, 5, 17)])
+def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
+    # Two versions interleaved; v1's first crossings are too small to report (they are forgotten) before one is not.
+    v1 = score_stream(seed=4, n=4000, change_at=1000, after=(4.0, 6.0), model=("churn", "v1"))
+    v2 = score_stream(seed=7, n=4000, change_at=1000, model=("churn", "v2"))
+    events = [event for pair in zip(v1, v2) for event in pair]
+    expected = _one_by_one(ScoreDriftDetector(min_effect=1.0), events)
+    assert [(index, f.model_version) for index, f in expected] == [(2045, "v2"), (4934, "v1")]
+    assert _in_batches(ScoreDriftDetector(min_effect=1.0), events, sizes) == expected
+
+
+def test_batches_that_could_evict_a_version_go_event_by_event() -> None:
+    v1 = score_stream(seed=4, n=1500, change_at=700, model=("churn", "v1"))
+    v2 = score_stream(seed=5, n=1500, model=("churn", "v2"))
+    events = v1[:600] + [event for pair in zip(v1[600:], v2) for event in pair]
+    expected = _one_by_one(ScoreDriftDetector(max_keys=1), events)
+    detector = ScoreDriftDetector(max_keys=1)
+    assert _in_batches(detector, events, (500,)) == expected
+    assert list(detector._states) == [("churn", "v2")]
