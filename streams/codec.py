@@ -350,12 +350,14 @@ def _fast_reader(spec: _Field, limits: _Limits) -> _FieldReader:
             for key, item in value.items():  # small maps: a plain loop beats building type sets
                 if type(key) is not str or len(key) > longest or type(item) is not item_type:
                     return _REJECT
+                if item_type is str and len(item) > longest:
+                    return _REJECT
             items = value.values()
             if item_type is float:
                 return dict(value) if math.isfinite(sum(items)) else _REJECT  # a finite sum: no nan or inf
             if item_type is int:
                 return dict(value) if not value or (low <= min(items) and max(items) < high) else _REJECT
-            return dict(value) if all(len(item) <= longest for item in items) else _REJECT
+            return dict(value)
         return read_map
     return lambda record: _REJECT  # booleans and arrays (data-change consumers) are rare: the precise path
 
