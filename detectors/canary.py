@@ -18,15 +18,17 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
+from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
 
 VersionKey = tuple[str, str]
+#: Covers the rounding of the KS distance and of its running upper bound (``_Pair.ks_bound``).
+KS_BOUND_SLACK = 1e-9
 
 
 @dataclass
@@ -40,13 +42,10 @@ class _Side:
     """One version's concurrent traffic: score histogram, predictions, labels and errors."""
 
     bins: list[int]
+    scored: int = 0  # sum(bins), kept as it grows: it is read on every prediction
     predictions: int = 0
     labels: int = 0
     errors: int = 0
-
-    @property
-    def scored(self) -> int:
-        return sum(self.bins)
 
     @property
     def error_rate(self) -> float:
@@ -62,6 +61,10 @@ class _Pair:
     since_ts: int
     sides: dict[str, _Side] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
+    # An upper bound of the KS distance between the sides: the last distance computed, plus
+    # 1/N for every score added since to a side then holding N (no cumulative share moves
+    # more), so the distance is only recomputed once it could have reached the threshold.
+    ks_bound: float = math.inf
 
 
 @register("canary_regression")
@@ -126,41 +129,70 @@ class CanaryRegressionDetector:
         )
 
     def update(self, event: Event) -> Finding | None:
-        if not isinstance(event, PredictionEvent):
+        found = self.update_many((event,))
+        return found[0][1] if found else None
+
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        found: list[Positioned] = []
+        remember, match = self._join.remember, self._join.match
+        for position, event in enumerate(events):
+            if not isinstance(event, PredictionEvent):
+                continue
+            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
+                remember(event)
+                finding = self._on_prediction(event)
+            elif (prediction := match(event)) is not None:
+                finding = self._on_label(prediction, event.label, event.ts)
+            else:
+                continue
+            if finding is not None:
+                found.append((position, finding))
+        return found
+
+    def _on_prediction(self, event: PredictionEvent) -> Finding | None:
+        recent = self._see(event)
+        if len(recent) < 2:  # one version seen lately: nothing to compare (most traffic, most of the time)
             return None
-        joined = self._join.observe(event)
-        if event.is_feedback:
-            return self._on_label(joined, event.ts) if joined is not None else None
-        self._see(event)
-        pair = self._pair_for(event)
+        pair = self._pair_for(event, recent)
         if pair is None:
             return None
         side = pair.sides[event.model_version]
         side.predictions += 1
         if event.score is not None and math.isfinite(event.score):
             side.bins[min(max(int(float(event.score) * self.n_bins), 0), self.n_bins - 1)] += 1
+            side.scored += 1
+            pair.ks_bound += 1 / side.scored
         return self._judge_scores(event.model_id, pair, event.ts)
 
-    def _see(self, event: PredictionEvent) -> None:
-        key = (event.model_id, event.model_version)
+    def _see(self, event: PredictionEvent) -> tuple[str, ...]:
+        """Note that ``event``'s version served now; the model's recent versions, newest first."""
+        model, version = event.model_id, event.model_version
+        key = (model, version)
         state = self._versions.get(key)
         if state is None:
             self._versions[key] = _VersionState(event.ts, event.ts)
             while len(self._versions) > self.max_keys:
                 self._versions.popitem(last=False)
         else:
-            state.last_ts = max(state.last_ts, event.ts)
+            if event.ts > state.last_ts:
+                state.last_ts = event.ts
             self._versions.move_to_end(key)
-        recent = (event.model_version,) + tuple(v for v in self._latest.get(event.model_id, ()) if v != key[1])
-        self._latest[event.model_id] = recent[:3]
-        self._latest.move_to_end(event.model_id)
-        while len(self._latest) > self.max_keys:
-            self._latest.popitem(last=False)
+        latest = self._latest.get(model)
+        if latest is None:
+            latest = self._latest[model] = (version,)
+            while len(self._latest) > self.max_keys:
+                self._latest.popitem(last=False)
+            return latest
+        if latest[0] != version:  # most predictions come from the version seen last: nothing to reorder
+            latest = self._latest[model] = ((version,) + tuple(v for v in latest if v != version))[:3]
+        self._latest.move_to_end(model)
+        return latest
 
-    def _pair_for(self, event: PredictionEvent) -> _Pair | None:
+    def _pair_for(self, event: PredictionEvent, recent: tuple[str, ...]) -> _Pair | None:
         """The concurrent (baseline, canary) pair ``event`` belongs to, started or kept up to date."""
         model = event.model_id
-        active = [v for v in self._latest[model] if self._active(model, v, event.ts)]
+        active = [v for v in recent if self._active(model, v, event.ts)]
         if len(active) < 2:
             return None
         ordered = sorted(active[:2], key=lambda version: (self._versions[(model, version)].first_ts, version))
@@ -178,23 +210,25 @@ class CanaryRegressionDetector:
         state = self._versions.get((model, version))
         return state is not None and now - state.last_ts <= self.concurrency_ms
 
-    def _on_label(self, joined: JoinedPrediction, now: int) -> Finding | None:
-        model, version = joined.prediction.model_id, joined.prediction.model_version
+    def _on_label(self, prediction: PredictionEvent, label: str, now: int) -> Finding | None:
+        model, version = prediction.model_id, prediction.model_version
         pair = self._pairs.get(model)
-        if pair is None or version not in pair.sides or joined.prediction.ts < pair.since_ts:
+        if pair is None or version not in pair.sides or prediction.ts < pair.since_ts:
             return None
         side = pair.sides[version]
         side.labels += 1
-        side.errors += int(joined.is_error)
+        side.errors += int(is_error(prediction, label))
         return self._judge_errors(model, pair, now)
 
     def _judge_scores(self, model: str, pair: _Pair, now: int) -> Finding | None:
         old, new = pair.sides[pair.old], pair.sides[pair.new]
         if "scores" in pair.reported or old.scored < self.min_scored or new.scored < self.min_scored:
             return None
-        distance = _ks(old.bins, new.bins)
         n, m = old.scored, new.scored
         critical = math.sqrt(-0.5 * math.log(self.alpha / 2)) * math.sqrt((n + m) / (n * m))
+        if pair.ks_bound + KS_BOUND_SLACK < max(self.min_ks, critical):
+            return None
+        distance = pair.ks_bound = _ks(old.bins, new.bins)
         if distance < max(self.min_ks, critical):
             return None
         pair.reported.add("scores")

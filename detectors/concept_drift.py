@@ -11,6 +11,12 @@ error rate, with a higher threshold since 0/1 steps are skewed) accumulates evid
 labels rather than when ADWIN's window splits; its crossing must also show a rise of
 ``min_effect`` (beyond two standard errors) over at least ``min_run`` labels. After a finding the key relearns from the new
 regime: one change, one finding.
+
+A micro-batch is learned version by version: predictions are counted as they come, while
+labels wait, with what a finding at them would report, and are learned at the end of the
+batch (each version's state is its own, so the order across versions changes nothing). A
+version's CUSUM then runs ahead over its labels at once (``RankCusum.update_many``) up to
+its next alarm. Before any version's state is evicted, the waiting labels are learned.
 """
 
 from __future__ import annotations
@@ -18,18 +24,26 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import ClassVar
+from operator import itemgetter
+from typing import ClassVar, Sequence
 
+import numpy as np
 from river import drift
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
+from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
+#: A joined label waiting for the end of its micro-batch: (position, prediction ts, error, feedback ts),
+#: then what a finding at it reports: (the version's predictions so far, labels joined, join misses,
+#: predictions expired or evicted).
+_Label = tuple[int, int, float, int, int, int, int, int]
+#: Fewer labels than this go through the CUSUM one by one (numpy's fixed cost per call outweighs it).
+MIN_CUSUM_BATCH = 16
 
 
 @dataclass
@@ -102,26 +116,84 @@ class ConceptDriftDetector:
         )
 
     def update(self, event: Event) -> Finding | None:
-        if not isinstance(event, PredictionEvent):
-            return None
-        joined = self._join.observe(event)
-        if not event.is_feedback:
-            self._state_for((event.model_id, event.model_version), event.ts).predictions += 1
-            return None
-        if joined is None:
-            return None
-        return self._learn(joined, event)
+        found = self.update_many((event,))
+        return found[0][1] if found else None
 
-    def _learn(self, joined: JoinedPrediction, event: PredictionEvent) -> Finding | None:
-        key = (joined.prediction.model_id, joined.prediction.model_version)
-        state = self._state_for(key, joined.prediction.ts)
-        error = 1.0 if joined.is_error else 0.0
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        found: list[Positioned] = []
+        waiting: dict[ModelKey, list[_Label]] = {}
+        remember, match, states = self._join.remember, self._join.match, self._states
+        for position, event in enumerate(events):
+            if not isinstance(event, PredictionEvent):
+                continue
+            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
+                remember(event)
+                key = (event.model_id, event.model_version)
+                state = states.get(key)
+                if state is None:
+                    state = self._new_state(key, event.ts, waiting, found)
+                else:
+                    states.move_to_end(key)
+                state.predictions += 1
+            elif (prediction := match(event)) is not None:
+                self._wait(position, prediction, event.label, event.ts, waiting, found)
+        self._learn_waiting(waiting, found)
+        found.sort(key=itemgetter(0))
+        return found
+
+    def _wait(self, position: int, prediction: PredictionEvent, label: str, now: int,
+              waiting: dict[ModelKey, list[_Label]], found: list[Positioned]) -> None:
+        """Queue a joined label, with what a finding at it would report; its version is used now, as then."""
+        key = (prediction.model_id, prediction.model_version)
+        state = self._states.get(key)
+        if state is None:
+            state = self._new_state(key, prediction.ts, waiting, found)
+        else:
+            self._states.move_to_end(key)
+        error = 1.0 if is_error(prediction, label) else 0.0
+        counts = self._join.counts
+        labels = waiting.get(key)
+        if labels is None:
+            labels = waiting[key] = []
+        labels.append((position, prediction.ts, error, now, state.predictions, counts.joined, counts.missed,
+                       counts.expired + counts.evicted))
+
+    def _new_state(self, key: ModelKey, ts: int, waiting: dict[ModelKey, list[_Label]],
+                   found: list[Positioned]) -> _VersionState:
+        """A state for ``key``, first seen at ``ts``; the waiting labels are learned first if one gets evicted."""
+        if len(self._states) >= self.max_keys:
+            self._learn_waiting(waiting, found)
+        return lru_get(self._states, key, self.max_keys, lambda: _VersionState(adwin(self.delta), ts))
+
+    def _learn_waiting(self, waiting: dict[ModelKey, list[_Label]], found: list[Positioned]) -> None:
+        for key, labels in waiting.items():
+            self._learn_run(key, labels, found)
+        waiting.clear()
+
+    def _learn_run(self, key: ModelKey, labels: list[_Label], found: list[Positioned]) -> None:
+        """Learn one version's waiting labels in order, its CUSUM stepped ahead to its next alarm."""
+        state = self._states[key]
+        stamps, errors = [label[1] for label in labels], [label[2] for label in labels]
+        alarm_index, alarm = -1, None
+        for index, label in enumerate(labels):
+            if alarm_index < index:
+                alarm_index, alarm = _next_alarm(state.cusum, stamps, errors, index)
+            finding = self._learn(key, state, label, alarm if index == alarm_index else None)
+            if finding is not None:
+                found.append((label[0], finding))
+                state, alarm_index = self._states[key], -1  # a fresh state: its CUSUM starts at the next label
+            elif index == alarm_index:
+                alarm_index = -1  # the quieted CUSUM goes on from the next label
+
+    def _learn(self, key: ModelKey, state: _VersionState, label: _Label, alarm: CusumAlarm | None) -> Finding | None:
+        """Learn one label (the CUSUM has already taken it: ``alarm`` if it crossed there)."""
+        _, prediction_ts, error = label[:3]
         state.adwin.update(error)  # type: ignore[no-untyped-call]  # river is untyped here
         state.errors.update(error)
-        state.blocks.add(joined.prediction.ts, error)
-        alarm = state.cusum.update(joined.prediction.ts, error)
+        state.blocks.add(prediction_ts, error)
         if alarm is not None:
-            finding = self._on_cusum(key, state, alarm, event.ts)
+            finding = self._on_cusum(key, state, alarm, label)
             if finding is not None:
                 return finding
         if state.adwin.drift_detected and state.errors.n >= self.min_labels:
@@ -135,11 +207,9 @@ class ConceptDriftDetector:
         rise = recent.moments.mean - baseline.mean
         if recent.moments.n < self.min_recent or baseline.n < self.min_recent or rise < self.min_effect:
             return None
-        finding = self._finding(key, state, baseline, recent, event.ts)
-        self._states[key] = _VersionState(adwin(self.delta), state.first_ts, state.predictions)
-        return finding
+        return self._report(key, state, baseline, recent, label)
 
-    def _on_cusum(self, key: ModelKey, state: _VersionState, alarm: CusumAlarm, now: int) -> Finding | None:
+    def _on_cusum(self, key: ModelKey, state: _VersionState, alarm: CusumAlarm, label: _Label) -> Finding | None:
         baseline = _reference_moments(state.cusum.reference)
         rate = alarm.recent.mean
         # The crossing run was selected for being high: its rise must clear the floor by two standard errors.
@@ -147,27 +217,32 @@ class ConceptDriftDetector:
         if alarm.direction < 0 or alarm.n < self.min_run or rise < self.min_effect:
             state.cusum.quiet()
             return None
-        recent = Regime(alarm.start_ts, alarm.recent, [])
-        finding = self._finding(key, state, baseline, recent, now)
+        return self._report(key, state, baseline, Regime(alarm.start_ts, alarm.recent, []), label)
+
+    def _report(self, key: ModelKey, state: _VersionState, baseline: Moments, recent: Regime,
+                label: _Label) -> Finding:
+        """The finding at ``label``; ``key`` relearns from the new regime.
+
+        The fresh state takes the prediction count as it stands: predictions later in the batch,
+        counted on the old state meanwhile, are the ones it would have counted itself.
+        """
+        finding = self._finding(key, state.first_ts, baseline, recent, label)
         self._states[key] = _VersionState(adwin(self.delta), state.first_ts, state.predictions)
         return finding
 
-    def _state_for(self, key: ModelKey, ts: int) -> _VersionState:
-        return lru_get(self._states, key, self.max_keys, lambda: _VersionState(adwin(self.delta), ts))
-
-    def _finding(self, key: ModelKey, state: _VersionState, baseline: Moments, recent: Regime, now: int) -> Finding:
+    def _finding(self, key: ModelKey, first_ts: int, baseline: Moments, recent: Regime, label: _Label) -> Finding:
+        now, predictions, joined, missed, lost = label[3:]
         rise = recent.moments.mean - baseline.mean
-        hit = affected(state.predictions, recent.start_ts, state.first_ts, now)
-        counts = self._join.counts
+        hit = affected(predictions, recent.start_ts, first_ts, now)
         evidence = {
             "baseline_error_rate": f"{baseline.mean:.4f}",
             "recent_error_rate": f"{recent.moments.mean:.4f}",
             "error_rate_rise": f"{rise:+.4f}",
             "n_labels_before": str(int(baseline.n)),
             "n_labels_after": str(int(recent.moments.n)),
-            "labels_joined": str(counts.joined),
-            "join_misses": str(counts.missed),
-            "join_expired": str(counts.expired + counts.evicted),
+            "labels_joined": str(joined),
+            "join_misses": str(missed),
+            "join_expired": str(lost),
             "affected_predictions": str(hit),
             "adwin_delta": f"{self.delta:g}",
             "change_began": iso_utc(recent.start_ts),
@@ -183,6 +258,17 @@ class ConceptDriftDetector:
                 "Retrain on recent labeled data or roll back to a version that still performs",
             ),
         )
+
+
+def _next_alarm(cusum: RankCusum, stamps: list[int], errors: list[float], start: int) -> tuple[int, CusumAlarm | None]:
+    """Step ``cusum`` over ``errors`` from ``start`` until it crosses: where, and the alarm (else the end, None)."""
+    if len(errors) - start < MIN_CUSUM_BATCH:
+        for index in range(start, len(errors)):
+            if (alarm := cusum.update(stamps[index], errors[index])) is not None:
+                return index, alarm
+        return len(errors), None
+    crossed = cusum.update_many(stamps, np.array(errors, dtype=np.float64), start)
+    return crossed if crossed is not None else (len(errors), None)
 
 
 def _reference_moments(reference: list[float]) -> Moments:

@@ -5,13 +5,15 @@ Feedback is a ``PredictionEvent`` with a ``label`` and no features, carrying the
 ``event_id`` for at most ``horizon_ms`` of event time and at most ``max_entries`` of them
 (oldest forgotten first), so memory stays bounded however many predictions never get a
 label. Each detector that needs labels owns its own join: detectors run independently.
+
+Most predictions never get a label, so remembering one is the hot path: the join keeps the
+(immutable) prediction event itself rather than a copy, and does no other allocation.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from detectors.events import PredictionEvent
 
@@ -19,33 +21,31 @@ POSITIVE_LABELS = frozenset({"positive", "1", "true", "yes"})
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
-class PendingPrediction:
-    """What the join keeps of one prediction until its label arrives."""
+def is_error(prediction: PredictionEvent, label: str) -> bool:
+    """``prediction`` disagrees with ``label`` (a score >= 0.5 means positive when there is no class).
 
-    ts: int
-    model_id: str
-    model_version: str
-    segment: Mapping[str, str]
-    prediction: str | None
-    score: float | None
+    >>> is_error(PredictionEvent("e1", 0, "m", "v1", prediction="positive"), " Positive")
+    False
+    >>> is_error(PredictionEvent("e1", 0, "m", "v1", score=0.3), "true")
+    True
+    """
+    if prediction.prediction is not None:
+        return prediction.prediction.strip().lower() != label.strip().lower()
+    score = float(prediction.score) if prediction.score is not None else 0.0
+    return (score >= 0.5) != (label.strip().lower() in POSITIVE_LABELS)
 
 
 @dataclass(frozen=True, slots=True)
 class JoinedPrediction:
     """A prediction and its ground truth, matched by ``event_id``."""
 
-    prediction: PendingPrediction
+    prediction: PredictionEvent
     label: str
     feedback_ts: int
 
     @property
     def is_error(self) -> bool:
-        """The prediction disagrees with the label (score >= 0.5 means positive when there is no class)."""
-        if self.prediction.prediction is not None:
-            return self.prediction.prediction.strip().lower() != self.label.strip().lower()
-        score = self.prediction.score if self.prediction.score is not None else 0.0
-        return (score >= 0.5) != (self.label.strip().lower() in POSITIVE_LABELS)
+        return is_error(self.prediction, self.label)
 
 
 @dataclass
@@ -62,6 +62,9 @@ class JoinCounts:
 class FeedbackJoin:
     """Joins feedback to predictions by ``event_id`` within ``horizon_ms`` of event time.
 
+    ``observe`` takes any prediction event; detectors call ``remember`` and ``match``
+    directly, having already told predictions from feedback.
+
     >>> from detectors._testing import labeled_stream
     >>> join = FeedbackJoin(horizon_ms=3_600_000, max_entries=1_000)
     >>> joined = [j for e in labeled_stream(seed=1, n=2_000) if (j := join.observe(e))]
@@ -72,8 +75,13 @@ class FeedbackJoin:
     horizon_ms: int = 7 * DAY_MS
     max_entries: int = 200_000
     counts: JoinCounts = field(default_factory=JoinCounts)
-    _pending: OrderedDict[str, PendingPrediction] = field(default_factory=OrderedDict)
+    _pending: OrderedDict[str, PredictionEvent] = field(default_factory=OrderedDict)
     _watermark: int = 0
+    # The oldest remembered prediction and the watermark up to which it stays within the
+    # horizon (-1, below any watermark: not known), so that checking the horizon costs one
+    # comparison rather than a look at the front of ``_pending`` per prediction.
+    _front_id: str | None = None
+    _keep_until: int = -1
 
     @property
     def n_pending(self) -> int:
@@ -82,43 +90,61 @@ class FeedbackJoin:
 
     def observe(self, event: PredictionEvent) -> JoinedPrediction | None:
         """Remember a prediction, or return the prediction that ``event`` (feedback) labels."""
-        self._watermark = max(self._watermark, event.ts)
-        if event.is_feedback:
-            return self._join(event)
-        self._remember(event)
-        self._expire()
-        return None
+        if not event.is_feedback:
+            self.remember(event)
+            return None
+        prediction = self.match(event)
+        return None if prediction is None else JoinedPrediction(prediction, str(event.label), event.ts)
 
-    def _join(self, feedback: PredictionEvent) -> JoinedPrediction | None:
-        pending = self._pending.pop(feedback.event_id, None)
-        if pending is None:
+    def remember(self, prediction: PredictionEvent) -> None:
+        """Keep ``prediction`` until its label arrives; forget what is too old or too many."""
+        pending, event_id = self._pending, prediction.event_id
+        if prediction.ts > self._watermark:
+            self._watermark = prediction.ts
+        if event_id == self._front_id:  # the oldest is remembered anew, at the back
+            self._keep_until = -1
+        size = len(pending)
+        pending[event_id] = prediction
+        if len(pending) == size:
+            pending.move_to_end(event_id)  # an event_id seen again counts as the newest
+        elif size >= self.max_entries:
+            self._evict()
+        if self._watermark > self._keep_until:
+            self._expire()
+
+    def match(self, feedback: PredictionEvent) -> PredictionEvent | None:
+        """The remembered prediction ``feedback`` labels (then forgotten), if still within the horizon."""
+        if feedback.ts > self._watermark:
+            self._watermark = feedback.ts
+        if feedback.event_id == self._front_id:
+            self._keep_until = -1
+        prediction = self._pending.pop(feedback.event_id, None)
+        if prediction is None:
             self.counts.missed += 1
             return None
-        if feedback.ts - pending.ts > self.horizon_ms:
+        if feedback.ts - prediction.ts > self.horizon_ms:
             self.counts.expired += 1
             return None
         self.counts.joined += 1
-        return JoinedPrediction(pending, str(feedback.label), feedback.ts)
+        return prediction
 
-    def _remember(self, event: PredictionEvent) -> None:
-        self._pending[event.event_id] = PendingPrediction(
-            event.ts, event.model_id, event.model_version, dict(event.segment), event.prediction,
-            None if event.score is None else float(event.score),
-        )
-        self._pending.move_to_end(event.event_id)
+    def _evict(self) -> None:
         while len(self._pending) > self.max_entries:
             self._pending.popitem(last=False)
             self.counts.evicted += 1
+        self._keep_until = -1
 
     def _expire(self) -> None:
         # Predictions arrive nearly in event-time order, so the oldest sit at the front.
-        horizon_start = self._watermark - self.horizon_ms
-        while self._pending:
-            oldest = next(iter(self._pending.values()))
+        pending, horizon_start = self._pending, self._watermark - self.horizon_ms
+        while pending:
+            event_id, oldest = next(iter(pending.items()))
             if oldest.ts >= horizon_start:
+                self._front_id, self._keep_until = event_id, oldest.ts + self.horizon_ms
                 return
-            self._pending.popitem(last=False)
+            pending.popitem(last=False)
             self.counts.expired += 1
+        self._front_id, self._keep_until = None, -1
 
     def clone(self) -> "FeedbackJoin":
         return FeedbackJoin(self.horizon_ms, self.max_entries)

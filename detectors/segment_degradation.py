@@ -15,6 +15,14 @@ model-wide rise fails the rest-of-traffic test (that is concept drift's job), a 
 that was always worse fails the history test. After a finding the segment relearns its
 history, and so does every segment sharing an attribute value with it: one change, one
 finding.
+
+Labels are cheap to learn: each distinct segment mapping's keys are computed once, and the
+labels of the current tick are tallied per group of segment keys (``_ModelState.unfiled``)
+and filed into the window counts when the tick ends, before it is judged. A label of an
+older tick, or of a segment not tracked yet (which may evict another), is counted at once
+after filing. Filing replays the groups in the order they were last touched, which leaves
+the counts and the least-recently-used order of segments exactly as adding each label at
+once would.
 """
 
 from __future__ import annotations
@@ -22,18 +30,24 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from itertools import combinations
-from typing import ClassVar, Mapping
+from itertools import chain, combinations
+from typing import ClassVar, Mapping, NamedTuple, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import Positioned, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, JoinedPrediction
+from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
 SegmentItems = tuple[tuple[str, str], ...]
+#: The segments one labelled prediction counts in: its attribute values, then their pairs.
+SegmentGroup = tuple[SegmentItems, ...]
+#: A group and a number naming it (cheaper to hash than the group); never reused by a detector.
+NumberedGroup = tuple[int, SegmentGroup]
+#: Distinct segment mappings whose groups are remembered; beyond it the memo starts over.
+MAX_MEMO_GROUPS = 4_096
 
 
 @dataclass
@@ -41,29 +55,45 @@ class _Counts:
     """Labels and errors in a sliding window of ticks, plus everything older (history)."""
 
     window: deque[list[int]] = field(default_factory=deque)  # [tick, errors, labels, first prediction ts]
+    window_errors: int = 0
+    window_labels: int = 0
     history_errors: int = 0
     history_labels: int = 0
     quiet_until: int = -1
 
-    def add(self, tick: int, error: bool, prediction_ts: int) -> None:
+    def add(self, tick: int, errors: int, labels: int, first_prediction_ts: int) -> None:
         if not self.window or self.window[-1][0] != tick:
-            self.window.append([tick, 0, 0, prediction_ts])
+            self.window.append([tick, 0, 0, first_prediction_ts])
         bucket = self.window[-1]
-        bucket[1] += int(error)
-        bucket[2] += 1
-        bucket[3] = min(bucket[3], prediction_ts)
+        bucket[1] += errors
+        bucket[2] += labels
+        bucket[3] = min(bucket[3], first_prediction_ts)
+        self.window_errors += errors
+        self.window_labels += labels
 
     def roll(self, first_tick: int) -> None:
         while self.window and self.window[0][0] < first_tick:
             _, errors, labels, _ = self.window.popleft()
+            self.window_errors -= errors
+            self.window_labels -= labels
             self.history_errors += errors
             self.history_labels += labels
 
     def totals(self) -> tuple[int, int]:
-        return sum(bucket[1] for bucket in self.window), sum(bucket[2] for bucket in self.window)
+        return self.window_errors, self.window_labels
 
     def start_ts(self) -> int:
         return min(bucket[3] for bucket in self.window)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Labels of one group of segments not yet added to their counts."""
+
+    group: SegmentGroup
+    errors: int
+    labels: int
+    first_ts: int
 
 
 @dataclass
@@ -72,10 +102,58 @@ class _ModelState:
     predictions: int = 0
     overall: _Counts = field(default_factory=_Counts)
     segments: OrderedDict[SegmentItems, _Counts] = field(default_factory=OrderedDict)
+    #: Labels of tick ``tick`` not yet in the counts, by group number, in the order groups were last touched.
+    unfiled: OrderedDict[int, _Tally] = field(default_factory=OrderedDict)
+
+    def tally(self, numbered: NumberedGroup, error: int, prediction_ts: int) -> bool:
+        """Count a label of this tick for a group; False (nothing counted) if one of its segments is new."""
+        number, group = numbered
+        tally = self.unfiled.get(number)
+        if tally is None:
+            # (Never more tallies than segments: a tick's tallies stay as bounded as the segments.)
+            if not all(map(self.segments.__contains__, group)) or len(self.unfiled) > len(self.segments):
+                return False
+            tally = self.unfiled[number] = _Tally(group, 0, 0, prediction_ts)
+        else:
+            self.unfiled.move_to_end(number)
+        tally.errors += error
+        tally.labels += 1
+        if prediction_ts < tally.first_ts:
+            tally.first_ts = prediction_ts
+        return True
+
+    def file(self) -> None:
+        """Add the tallied labels to the counts, leaving exactly what adding each label at once would.
+
+        Single adds leave the segments in the order of their last touch; the tallies are in
+        the order of their groups' last touch, so a segment was last touched by the last tally
+        holding it. A segment's labels are merged over its tallies: one add per segment.
+        """
+        if not self.unfiled:
+            return
+        tallies = self.unfiled.values()
+        last_touched_first = dict.fromkeys(reversed(list(chain.from_iterable(tally.group for tally in tallies))))
+        for items in reversed(last_touched_first):
+            self.segments.move_to_end(items)
+        by_segment: dict[SegmentItems, list[int]] = {}
+        for tally in tallies:
+            for items in tally.group:
+                merged = by_segment.get(items)
+                if merged is None:
+                    by_segment[items] = [tally.errors, tally.labels, tally.first_ts]
+                    continue
+                merged[0] += tally.errors
+                merged[1] += tally.labels
+                if tally.first_ts < merged[2]:
+                    merged[2] = tally.first_ts
+        for items, (errors, labels, first_ts) in by_segment.items():
+            self.segments[items].add(self.tick, errors, labels, first_ts)
+        self.overall.add(self.tick, sum(tally.errors for tally in tallies), sum(tally.labels for tally in tallies),
+                         min(tally.first_ts for tally in tallies))
+        self.unfiled.clear()
 
 
-@dataclass(frozen=True)
-class _Verdict:
+class _Verdict(NamedTuple):  # a tuple: one is made per segment tested at every tick
     items: SegmentItems
     p_value: float
     errors: int
@@ -148,6 +226,8 @@ class SegmentDegradationDetector:
     def _reset(self) -> None:
         self._join = FeedbackJoin(self.horizon_ms, self.max_pending)
         self._states: OrderedDict[ModelKey, _ModelState] = OrderedDict()
+        self._groups: dict[tuple[tuple[str, str], ...], NumberedGroup] = {}
+        self._groups_numbered = 0
 
     @property
     def n_tracked_keys(self) -> int:
@@ -161,34 +241,66 @@ class SegmentDegradationDetector:
         )
 
     def update(self, event: Event) -> Finding | None:
-        if not isinstance(event, PredictionEvent):
-            return None
-        joined = self._join.observe(event)
-        if not event.is_feedback:
-            self._state_for((event.model_id, event.model_version)).predictions += 1
-            return None
-        if joined is None:
-            return None
-        return self._learn(joined, event.ts)
+        found = self.update_many((event,))
+        return found[0][1] if found else None
 
-    def _learn(self, joined: JoinedPrediction, now: int) -> Finding | None:
-        key = (joined.prediction.model_id, joined.prediction.model_version)
-        state = self._state_for(key)
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        found: list[Positioned] = []
+        remember, match, states = self._join.remember, self._join.match, self._states
+        for position, event in enumerate(events):
+            if not isinstance(event, PredictionEvent):
+                continue
+            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
+                remember(event)
+                key = (event.model_id, event.model_version)
+                state = states.get(key)
+                if state is None:
+                    state = self._new_state(key)
+                else:
+                    states.move_to_end(key)
+                state.predictions += 1
+            elif (prediction := match(event)) is not None:
+                finding = self._learn(prediction, event.label, event.ts)
+                if finding is not None:
+                    found.append((position, finding))
+        return found
+
+    def _learn(self, prediction: PredictionEvent, label: str, now: int) -> Finding | None:
+        key = (prediction.model_id, prediction.model_version)
+        state = self._states.get(key)
+        if state is None:
+            state = self._new_state(key)
+        else:
+            self._states.move_to_end(key)
         tick = now // self.tick_ms
         finding = None
         if tick > state.tick:
+            state.file()
             if state.tick >= 0:
                 finding = self._evaluate(key, state, tick, now)
             state.tick = tick
-        error, prediction_ts = joined.is_error, joined.prediction.ts
-        state.overall.add(tick, error, prediction_ts)
-        for items in self._segments_of(joined.prediction.segment):
-            self._segment(state, items).add(tick, error, prediction_ts)
+        error, numbered = int(is_error(prediction, label)), self._group_of(prediction.segment)
+        if tick != state.tick or not state.tally(numbered, error, prediction.ts):
+            state.file()  # a label of an older tick, or a new segment: counted at once, in order
+            state.overall.add(tick, error, 1, prediction.ts)
+            for items in numbered[1]:
+                self._segment(state, items).add(tick, error, 1, prediction.ts)
         return finding
 
-    def _segments_of(self, segment: Mapping[str, str]) -> list[SegmentItems]:
-        items = sorted(segment.items())[: self.max_attributes]
-        return [(item,) for item in items] + list(combinations(items, 2))
+    def _group_of(self, segment: Mapping[str, str]) -> NumberedGroup:
+        """The segments a prediction with ``segment`` counts in, computed once per distinct mapping."""
+        signature = tuple(segment.items())
+        numbered = self._groups.get(signature)
+        if numbered is None:
+            if len(self._groups) >= MAX_MEMO_GROUPS:
+                self._groups.clear()
+            items = sorted(signature)[: self.max_attributes]
+            self._groups_numbered += 1
+            numbered = self._groups[signature] = (
+                self._groups_numbered, tuple((item,) for item in items) + tuple(combinations(items, 2)),
+            )
+        return numbered
 
     def _segment(self, state: _ModelState, items: SegmentItems) -> _Counts:
         counts = state.segments.get(items)
@@ -243,7 +355,8 @@ class SegmentDegradationDetector:
         for other in [other for other in state.segments if flagged & set(other)]:
             state.segments[other] = _Counts(quiet_until=tick)
 
-    def _state_for(self, key: ModelKey) -> _ModelState:
+    def _new_state(self, key: ModelKey) -> _ModelState:
+        """State for a model version not tracked yet; the least recently used beyond ``max_keys`` go."""
         return lru_get(self._states, key, self.max_keys, _ModelState)
 
     def _finding(self, key: ModelKey, state: _ModelState, verdict: _Verdict, tested: int, now: int) -> Finding:

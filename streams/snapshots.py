@@ -43,7 +43,8 @@ log = logging.getLogger("mlsentry.snapshots")
 
 MAGIC = b"MLSNAP"
 #: Bumped whenever a detector's pickled state changes shape, so old snapshots are refused
-#: (and the partition rebuilt) rather than half-restored. 2: input_anomaly holds numpy trees.
+#: (and the partition rebuilt) rather than half-restored. 2: input_anomaly holds numpy trees, and
+#: the label joins hold the prediction events themselves.
 FORMAT_VERSION = 2
 _MAC_BYTES = 32
 _CHUNK_MAGIC = b"MLSCHK1"

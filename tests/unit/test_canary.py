@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from detectors._testing import T0, canary_stream
-from detectors.canary import CanaryRegressionDetector
+from detectors.canary import KS_BOUND_SLACK, CanaryRegressionDetector, _ks
 from detectors.events import PredictionEvent
 from detectors.findings import Finding
 
@@ -54,3 +54,16 @@ def test_versions_that_never_overlap_are_not_compared() -> None:
     detector = CanaryRegressionDetector()
     assert _found(detector, old + new) == []
     assert detector._pairs == {}
+
+
+def test_the_distance_is_only_skipped_while_its_bound_is_above_it() -> None:
+    detector = CanaryRegressionDetector(min_ks=1.5)  # never reports: the distance is judged all along
+    checked = 0
+    for event in canary_stream(seed=6, n=10_000, canary_from=5_000):
+        detector.update(event)
+        pair = detector._pairs.get("churn")
+        if pair is not None and all(side.scored for side in pair.sides.values()):
+            old, new = pair.sides[pair.old], pair.sides[pair.new]
+            assert pair.ks_bound + KS_BOUND_SLACK >= _ks(old.bins, new.bins)
+            checked += 1
+    assert checked > 1_000

@@ -53,3 +53,13 @@ def test_versions_are_judged_separately() -> None:
 def test_small_rise_below_minimum_effect_is_ignored() -> None:
     events = labeled_stream(seed=6, n=60_000, change_at=10_000, error_after=0.23)
     assert _found(ConceptDriftDetector(), events) == []
+
+
+def test_one_micro_batch_finds_what_single_events_find_while_versions_are_evicted() -> None:
+    v1 = labeled_stream(seed=4, n=8_000, change_at=4_000, error_after=0.5, model=("churn", "v1"))
+    v2 = labeled_stream(seed=5, n=8_000, change_at=2_000, error_after=0.55, model=("churn", "v2"))
+    v3 = labeled_stream(seed=6, n=2, model=("churn", "v3"), step_ms=4_000_000, start_ts=T0 + 1_000_000)
+    events = sorted(v1 + v2 + v3, key=lambda event: event.ts)  # each v3 prediction evicts v1 or v2
+    single = _found(ConceptDriftDetector(max_keys=2), events)
+    assert [(index, f.model_version) for index, f in single] == [(7311, "v2"), (12618, "v1")]
+    assert ConceptDriftDetector(max_keys=2).update_many(events) == single

@@ -74,3 +74,24 @@ def test_seeded_stream_joins_every_label() -> None:
     assert len(joined) == sum(event.is_feedback for event in events) == join.counts.joined
     assert join.counts.missed == 0 and join.clone().n_pending == 0
     assert replace(events[0]).event_id == events[0].event_id
+
+
+def test_an_older_prediction_behind_a_labelled_oldest_one_still_expires() -> None:
+    # Out of event-time order: "b" is older than "a" but remembered after it. Once "a" is
+    # labelled, "b" is the oldest and must go when the horizon passes it.
+    join = FeedbackJoin(horizon_ms=1_000)
+    join.observe(_prediction("a", 100))
+    join.observe(_prediction("b", 0))
+    assert join.observe(_feedback("a", 200, "positive")) is not None
+    join.observe(_prediction("c", 1_050))  # the horizon now starts at 50
+    assert join.n_pending == 1 and join.counts.expired == 1
+
+
+def test_a_prediction_remembered_again_counts_as_the_newest() -> None:
+    join = FeedbackJoin(horizon_ms=1_000)
+    join.observe(_prediction("a", 100))
+    join.observe(_prediction("b", 0))
+    join.observe(_prediction("a", 110))  # "a" again: now behind "b", which is the oldest
+    join.observe(_prediction("c", 1_050))
+    assert join.n_pending == 2 and join.counts.expired == 1
+    assert join.observe(_feedback("b", 1_060, "positive")) is None and join.counts.missed == 1
