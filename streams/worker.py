@@ -90,6 +90,9 @@ class _PartitionProgress:
     next_offset: int
     committed: int
     snapshot_offset: int
+    #: The offset the next record handed to the pipeline must have (the take-over's seek, then
+    #: one past the last handled record).
+    fetch_position: int = 0
     snapshot_at: float = field(default_factory=time.monotonic)
 
 
@@ -200,9 +203,28 @@ class Worker:
         timeout_ms = max(int(self.settings.batch_within_s * 1000), 10)
         records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.batch_size)
         async with self._lock:
-            if records and generation == self._generation:  # records fetched before a rebalance are refetched
+            if records and generation != self._generation:
+                records = self._continuing(records)
+            if records:
                 await self._handle(records)
             await self._settle()
+
+    def _continuing(self, records: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """After a rebalance during the fetch: keep the batches that start exactly where their partition's
+        take-over positioned it; drop the rest (fetched from an older position) and put the consumer back
+        at that position, since handing them out has moved it on. Dropping a batch that does continue
+        would lose it for the same reason."""
+        assert self._consumer is not None
+        kept = {}
+        for tp, batch in records.items():
+            progress = self._progress.get(tp)
+            if progress is None or not batch:
+                continue  # not ours any more: its new owner resumes from the last commit
+            if batch[0].offset == progress.fetch_position:
+                kept[tp] = batch
+            else:
+                self._consumer.seek(tp, progress.fetch_position)
+        return kept
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the spill is full (the consumer keeps polling, so it stays in the group)."""
@@ -228,6 +250,7 @@ class Worker:
         await self._publish_until_acked(result)
         for tp, next_offset in offsets.items():
             self._progress[tp].next_offset = next_offset
+            self._progress[tp].fetch_position = next_offset
         self._pending.append((seq, offsets))
         self.stats.add(result)
         if self.observer is not None:
@@ -350,10 +373,14 @@ class Worker:
             self.pipeline.drop((tp.topic, tp.partition))
             if committed:
                 self.pipeline.replay_until[(tp.topic, tp.partition)] = committed
-            await self._consumer.seek_to_beginning(tp)
+            # A plain seek, not seek_to_beginning: that resets asynchronously, and a reset landing after
+            # the first batch was handed out made the partition's start be read twice. On a log whose
+            # start was deleted, offset 0 is out of range and auto_offset_reset ("earliest") applies.
+            self._consumer.seek(tp, 0)
             start = 0
         done = committed if committed is not None else start
-        self._progress[tp] = _PartitionProgress(next_offset=max(start, done), committed=done, snapshot_offset=start)
+        self._progress[tp] = _PartitionProgress(next_offset=max(start, done), committed=done, snapshot_offset=start,
+                                                fetch_position=start)
         log.info("partition %s-%d: %s, resuming at offset %d (committed %s)", tp.topic, tp.partition,
                  "restored from snapshot" if header else "fresh state", start, committed)
 
