@@ -144,8 +144,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from streams.pipeline import engine_from_settings
     from streams.replay import replay_file
+    from streams.runtime import tune_garbage_collector
 
     settings = _settings(args)
+    tune_garbage_collector(settings.gc_young_threshold)
     report = replay_file(args.events, args.incidents, engine_from_settings(settings), args.commands, args.updates)
     for dead in report.dead_letters[:20]:
         print(f"dead letter: line {dead['line']}: {dead['reason']}", file=sys.stderr)

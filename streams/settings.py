@@ -123,6 +123,10 @@ class Settings:
     #: Longest wait between retries of a failing store (backoff doubles from 0.2 s up to this).
     sink_retry_max_s: float = 30.0
 
+    # ---- process
+    #: Young-generation threshold of Python's garbage collector (see streams/runtime.py); 0 keeps 700.
+    gc_young_threshold: int = 20_000
+
     # ---- event-time rule (enforced in streams.pipeline before detectors see an event)
     #: Events stamped more than this far ahead of the wall clock at receipt are dead-lettered.
     max_event_future_s: float = 86_400.0

@@ -26,6 +26,7 @@ from detectors.events import AccessEvent, Event, PredictionEvent
 from streams.pipeline import BatchResult, engine_from_settings
 from streams.publishing import start_producer
 from streams.replay import replay
+from streams.runtime import tune_garbage_collector
 from streams.settings import Settings
 from streams.store import IncidentStore, connect, ensure_schema
 from streams.topics import ensure_topics
@@ -101,6 +102,7 @@ async def worker_end_to_end(settings: Settings, bootstrap: str, n_messages: int)
 
 def replay_throughput(workload: Workload, settings: Settings) -> dict[str, Any]:
     lines = [json.dumps(record) for record in workload.records]
+    tune_garbage_collector(settings.gc_young_threshold)  # as `mlsentry replay` does
     engine = engine_from_settings(settings)
     started = time.perf_counter()
     report = replay(lines, engine, io.StringIO())
