@@ -60,7 +60,8 @@ async def transport_ceiling(settings: Settings, bootstrap: str, n_messages: int)
     """A raw aiokafka consumer draining every prepared message (decode nothing)."""
     consumer = AIOKafkaConsumer(*settings.input_topics, bootstrap_servers=bootstrap, group_id=f"{settings.group_id}-raw",
                                 auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=2000,
-                                heartbeat_interval_ms=500, max_partition_fetch_bytes=4 << 20)
+                                heartbeat_interval_ms=500, max_partition_fetch_bytes=4 << 20,
+                                fetch_max_wait_ms=int(settings.batch_within_s * 1000))  # as the worker fetches
     await consumer.start()
     try:
         while not consumer.assignment():  # time the draining, not the group join
