@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
+import inspect
+from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
 
 from detectors.events import Event
 from detectors.findings import Finding
@@ -47,6 +48,24 @@ def update_many(detector: Detector, events: Sequence[Event]) -> list[Positioned]
         return batched(events)  # type: ignore[no-any-return]
     update = detector.update
     return [(position, finding) for position, event in enumerate(events) if (finding := update(event)) is not None]
+
+
+_Same = TypeVar("_Same")
+
+
+def fresh_copy(detector: _Same) -> _Same:
+    """A new, unlearned instance with ``detector``'s settings (River's ``clone``).
+
+    Reads every ``__init__`` parameter back from the attribute of the same name, so a new
+    setting needs no second edit in ``clone()``; detectors keep each setting under its name.
+
+    >>> from detectors.query_burst import QueryBurstDetector
+    >>> fresh_copy(QueryBurstDetector(peer_min_ratio=7.0)).peer_min_ratio
+    7.0
+    """
+    parameters = inspect.signature(type(detector).__init__).parameters  # type: ignore[misc]
+    settings = {name: getattr(detector, name) for name in parameters if name != "self"}
+    return type(detector)(**settings)
 
 
 DetectorFactory = Callable[[], Detector]

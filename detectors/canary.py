@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
@@ -123,10 +123,7 @@ class CanaryRegressionDetector:
         return len(self._versions)
 
     def clone(self) -> "CanaryRegressionDetector":
-        return CanaryRegressionDetector(
-            self.concurrency_ms, self.alpha, self.min_ks, self.min_scored, self.min_error_rise, self.min_labels,
-            self.n_bins, self.horizon_ms, self.max_pending, self.max_keys,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))

@@ -32,7 +32,7 @@ from river import drift
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
 from detectors._lru import lru_get
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
@@ -110,10 +110,7 @@ class ConceptDriftDetector:
         return len(self._states)
 
     def clone(self) -> "ConceptDriftDetector":
-        return ConceptDriftDetector(
-            self.delta, self.min_labels, self.min_recent, self.min_effect, self.horizon_ms, self.max_pending,
-            self.max_keys, self.recheck, self.min_run,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.events import DataChangeEvent, Event
 from detectors.findings import Finding
 
@@ -99,10 +99,7 @@ class VolumeSpikeDetector:
         return len(self._states)
 
     def clone(self) -> "VolumeSpikeDetector":
-        return VolumeSpikeDetector(
-            self.min_ratio, self.z_threshold, self.min_rows, self.history, self.warmup, self.min_spread,
-            self.max_keys,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent) or event.rows < 0:
@@ -203,10 +200,7 @@ class UnapprovedChangeDetector:
         return len(self._states)
 
     def clone(self) -> "UnapprovedChangeDetector":
-        return UnapprovedChangeDetector(
-            self.high_impact_datasets, self.high_impact_prefixes, self.high_impact_models, self.source_warmup,
-            self.max_sources, self.max_keys, self.consumed_is_impactful,
-        )
+        return fresh_copy(self)
 
     def high_impact_reason(self, event: DataChangeEvent) -> str | None:
         """Why the dataset is high impact (configured, or read by high-impact models), or ``None``."""

@@ -35,7 +35,7 @@ from typing import ClassVar
 from river import stats
 
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
 
@@ -213,12 +213,7 @@ class DownloadBurstDetector:
         return len(self._states)
 
     def clone(self) -> "DownloadBurstDetector":
-        return DownloadBurstDetector(
-            self.bucket_ms, self.min_count, self.min_bytes, self.k, self.fading_factor,
-            self.min_history, self.max_gap_buckets, self.max_resources, self.max_keys, self.rate_window_ms,
-            self.rate_slot_ms, self.min_rate_count, self.alpha, self.rate_half_life_ms, self.rate_min_history_ms,
-            self.min_rate_per_day,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, AccessEvent) or event.action != "download" or event.outcome != "success":

@@ -28,7 +28,7 @@ from typing import ClassVar, Mapping, Sequence
 
 from river import stats
 
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -136,11 +136,7 @@ class ExtractionDetector:
         return len(self._models) + len(self._principals)
 
     def clone(self) -> "ExtractionDetector":
-        return ExtractionDetector(
-            self.band, self.window, self.min_predictions, self.ratio, self.min_fraction, self.z_threshold,
-            self.population_fading_factor, self.min_population, self.sweep_length, self.max_features,
-            self.quiet_ms, self.max_keys, self.max_interleaved,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))

@@ -29,7 +29,7 @@ from detectors._regime import (
     CusumAlarm, FloatArray, RankCusum, affected, fits_without_eviction, iso_utc, touch_in_order,
 )
 from detectors._lru import lru_get
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -103,10 +103,7 @@ class FeatureDriftDetector:
         return len(self._states)
 
     def clone(self) -> "FeatureDriftDetector":
-        return FeatureDriftDetector(
-            self.slack, self.threshold, self.warmup, self.max_reference, self.min_recent, self.min_effect,
-            self.max_features, self.max_keys, self.cooldown_ms,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, PredictionEvent) or event.is_feedback or not event.features:

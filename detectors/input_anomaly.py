@@ -41,7 +41,7 @@ from river import stats
 from detectors._halfspace import HalfSpaceForest, Leaves, Rows
 from detectors._lru import lru_get
 from detectors._regime import iso_utc
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -218,11 +218,7 @@ class InputAnomalyDetector:
         return len(self._principals)
 
     def clone(self) -> "InputAnomalyDetector":
-        return InputAnomalyDetector(
-            self.q, self.warmup, self.calibration, self.learn_every, self.n_trees, self.height, self.window_size,
-            self.window_ms, self.min_anomalies, self.min_rate, self.rate_factor, self.min_z, self.max_features,
-            self.max_principals, self.max_keys, self.seed,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))

@@ -33,7 +33,7 @@ from typing import ClassVar, Mapping
 from river import stats
 
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.events import DataChangeEvent, Event
 from detectors.findings import Finding
 
@@ -117,10 +117,7 @@ class LabelShiftDetector:
         return len(self._states)
 
     def clone(self) -> "LabelShiftDetector":
-        return LabelShiftDetector(
-            self.tvd_threshold, self.p_threshold, self.min_rows, self.warmup, self.max_labels, self.max_keys,
-            self.small_tvd_threshold, self.small_p_threshold, self.small_min_rows, self.spread_k, self.spread_warmup,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent):

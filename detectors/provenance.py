@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.events import DataChangeEvent, Event
 from detectors.findings import Finding
 
@@ -55,7 +55,7 @@ class ProvenanceDetector:
         return len(self._seen)
 
     def clone(self) -> "ProvenanceDetector":
-        return ProvenanceDetector(self.reuse_strength, self.max_keys)
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, DataChangeEvent):

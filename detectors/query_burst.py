@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.download_burst import EWBaseline
 from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
@@ -121,11 +121,7 @@ class QueryBurstDetector:
         return len(self._states)
 
     def clone(self) -> "QueryBurstDetector":
-        return QueryBurstDetector(
-            self.bucket_ms, self.k, self.min_ratio, self.min_count, self.fading_factor, self.peer_fading_factor,
-            self.min_history, self.min_hour_history, self.max_gap_buckets, self.max_resources, self.max_keys,
-            self.peer_min_ratio,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, AccessEvent) or event.action != "query":

@@ -24,7 +24,7 @@ import numpy as np
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, fits_without_eviction, iso_utc, touch_in_order
 from detectors._lru import lru_get
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -86,10 +86,7 @@ class ScoreDriftDetector:
         return len(self._states)
 
     def clone(self) -> "ScoreDriftDetector":
-        return ScoreDriftDetector(
-            self.slack, self.threshold, self.warmup, self.max_reference, self.min_effect, self.min_shift,
-            self.max_keys,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         if not isinstance(event, PredictionEvent) or event.is_feedback or event.score is None:

@@ -35,7 +35,7 @@ from typing import ClassVar, Mapping, NamedTuple, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors._lru import lru_get
-from detectors.base import Positioned, register
+from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, is_error
 from detectors.findings import Finding
@@ -235,10 +235,7 @@ class SegmentDegradationDetector:
         return len(self._states)
 
     def clone(self) -> "SegmentDegradationDetector":
-        return SegmentDegradationDetector(
-            self.alpha, self.min_labels, self.min_history, self.min_effect, self.tick_ms, self.window_ticks,
-            self.max_attributes, self.max_segments, self.horizon_ms, self.max_pending, self.max_keys,
-        )
+        return fresh_copy(self)
 
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from detectors._lru import lru_get
-from detectors.base import register
+from detectors.base import fresh_copy, register
 from detectors.events import AccessEvent, Event
 from detectors.findings import Finding
 
@@ -95,10 +95,7 @@ class UnusualAccessDetector:
         return len(self._states)
 
     def clone(self) -> "UnusualAccessDetector":
-        return UnusualAccessDetector(
-            self.denied_threshold, self.window_ms, self.high_impact_resources, self.high_impact_prefixes,
-            self.warmup_ms, self.new_principal_ms, self.max_resources, self.max_keys,
-        )
+        return fresh_copy(self)
 
     def is_high_impact(self, event: AccessEvent) -> bool:
         """Whether ``event`` touches a resource configured or labelled (``impact=high``) as high impact."""

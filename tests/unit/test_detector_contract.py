@@ -105,3 +105,15 @@ def test_update_many_gives_what_update_gives_event_by_event(name: str) -> None:
         got.extend((start + position, finding) for position, finding in update_many(batched, events[start:start + size]))
         start += size
     assert got == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clone_keeps_every_setting(name: str) -> None:
+    """``clone()`` reads each ``__init__`` parameter back by name: every setting must survive it."""
+    import inspect
+
+    detector = DETECTORS[name]()
+    parameters = [p for p in inspect.signature(type(detector).__init__).parameters if p != "self"]
+    copy = detector.clone()
+    assert type(copy) is type(detector)
+    assert {p: getattr(copy, p) for p in parameters} == {p: getattr(detector, p) for p in parameters}
