@@ -138,6 +138,8 @@ class Worker:
         self._publisher: BatchPublisher | None = None
         self._snapshots: KafkaSnapshotStore | None = None
         self._task: asyncio.Task[None] | None = None
+        #: The previous batch's outputs on their way to the store and Kafka while the next batch is detected.
+        self._outputs_in_flight: asyncio.Task[None] | None = None
 
     # ---- lifecycle
     async def start(self) -> None:
@@ -179,6 +181,7 @@ class Worker:
         try:
             if self._consumer is not None:
                 async with self._lock:
+                    await self._outputs_delivered()
                     await self._settle(final=True)
                     await self._snapshot_owned(force=True)
                 await self._consumer.stop()
@@ -238,7 +241,12 @@ class Worker:
         elif consumer.paused():
             consumer.resume(*consumer.paused())
 
-    async def _handle(self, records: dict[TopicPartition, list[Any]]) -> BatchResult:
+    async def _handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Detect on this batch while the previous batch's outputs are still being written (one in flight).
+
+        Offsets move to ``_pending`` only once their batch's outputs are durable, so commits and
+        snapshots never run ahead of the store.
+        """
         received_at = int(time.time() * 1000)
         messages, offsets = [], {}
         for tp, batch in records.items():
@@ -247,17 +255,27 @@ class Worker:
             messages.extend(RawMessage(tp.topic, tp.partition, m.offset, m.value or b"", received_at) for m in batch)
             offsets[tp] = batch[-1].offset + 1
         result = self.pipeline.process_batch(messages)
-        deliver(result, self.spill)
-        seq = await asyncio.to_thread(self.spill.write_batch)
-        await self._publish_until_acked(result)
+        await self._outputs_delivered()  # the spill takes one batch at a time
         for tp, next_offset in offsets.items():
             self._progress[tp].next_offset = next_offset
             self._progress[tp].fetch_position = next_offset
+        deliver(result, self.spill)
+        self._outputs_in_flight = asyncio.create_task(self._deliver_outputs(result, offsets),
+                                                      name="mlsentry-outputs")
+
+    async def _deliver_outputs(self, result: BatchResult, offsets: dict[TopicPartition, int]) -> None:
+        seq = await asyncio.to_thread(self.spill.write_batch)
+        await self._publish_until_acked(result)
         self._pending.append((seq, offsets))
         self.stats.add(result)
         if self.observer is not None:
             self.observer(result)
-        return result
+
+    async def _outputs_delivered(self) -> None:
+        """Wait for the batch in flight (its exceptions surface here, in the loop)."""
+        in_flight, self._outputs_in_flight = self._outputs_in_flight, None
+        if in_flight is not None:
+            await in_flight
 
     async def _publish_until_acked(self, result: BatchResult) -> None:
         """Publish the batch's outputs; while the broker is away, retry (the batch is never dropped)."""
@@ -276,6 +294,7 @@ class Worker:
     async def _settle(self, final: bool = False) -> None:
         """Retry spilled outputs; snapshot what is due; commit offsets whose outputs are all in the store."""
         if self._pending and self.spill.durable_seq < self._pending[-1][0]:
+            await self._outputs_delivered()  # the spill is not shared with a write in flight
             await asyncio.to_thread(self.spill.drain, final)
         self.stats.sink_retries = self.spill.failures
         durable = self._to_commit
@@ -302,8 +321,9 @@ class Worker:
     # ---- snapshots
     async def _snapshot_owned(self, force: bool) -> None:
         """Snapshot partitions whose every processed event is in the store, when due (or ``force``)."""
-        if self._snapshots is None or self._pending:
-            return
+        in_flight = self._outputs_in_flight is not None and not self._outputs_in_flight.done()
+        if self._snapshots is None or self._pending or in_flight:
+            return  # a snapshot must not hold state whose outputs are not durable yet
         now = time.monotonic()
         for tp, progress in list(self._progress.items()):
             new_events = progress.next_offset - progress.snapshot_offset
@@ -331,6 +351,7 @@ class Worker:
             self._generation += 1
             self._to_commit.clear()  # only commits made in this generation: a stale one could skip events
             try:
+                await self._outputs_delivered()
                 await self._settle()
                 await self._snapshot_owned(force=True)
             except Exception as exc:  # the new owner restores an older snapshot and replays: still correct

@@ -57,8 +57,18 @@ async def publish_workload(settings: Settings, bootstrap: str, workload: Workloa
 
 
 async def transport_ceiling(settings: Settings, bootstrap: str, n_messages: int) -> dict[str, Any]:
-    """A raw aiokafka consumer draining every prepared message (decode nothing)."""
-    consumer = AIOKafkaConsumer(*settings.input_topics, bootstrap_servers=bootstrap, group_id=f"{settings.group_id}-raw",
+    """Raw aiokafka consumers draining every prepared message (decode nothing): the better of two drains.
+
+    The first drain after publishing is measurably slower on tansu (150k against 250k events/s
+    here); a ceiling is what the transport can carry, so the warm figure counts.
+    """
+    drains = [await _drain(settings, bootstrap, n_messages, attempt) for attempt in range(2)]
+    return max(drains, key=lambda drain: drain["events_per_s"])
+
+
+async def _drain(settings: Settings, bootstrap: str, n_messages: int, attempt: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(*settings.input_topics, bootstrap_servers=bootstrap,
+                                group_id=f"{settings.group_id}-raw{attempt}",
                                 auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=2000,
                                 heartbeat_interval_ms=500, max_partition_fetch_bytes=4 << 20,
                                 fetch_max_wait_ms=int(settings.batch_within_s * 1000))  # as the worker fetches
