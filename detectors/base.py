@@ -63,7 +63,7 @@ def fresh_copy(detector: _Same) -> _Same:
     >>> fresh_copy(QueryBurstDetector(peer_min_ratio=7.0)).peer_min_ratio
     7.0
     """
-    parameters = inspect.signature(type(detector).__init__).parameters  # type: ignore[misc]
+    parameters = inspect.signature(type(detector).__init__).parameters
     settings = {name: getattr(detector, name) for name in parameters if name != "self"}
     return type(detector)(**settings)
 
