@@ -33,12 +33,12 @@ from streams.topics import ensure_topics
 from streams.worker import Worker
 
 
-def bench_settings(bootstrap: str, tag: str, data_dir: Path) -> Settings:
+def bench_settings(bootstrap: str, tag: str, data_dir: Path, **overrides: Any) -> Settings:
     return Settings.load(
         environ={}, bootstrap_servers=bootstrap, group_id=f"bench-{tag}", topic_predictions=f"{tag}.predictions",
         topic_access=f"{tag}.access", topic_data_changes=f"{tag}.data_changes", topic_incidents=f"{tag}.incidents",
         topic_containment=f"{tag}.containment", topic_dead_letter=f"{tag}.dead_letter", topic_partitions=4,
-        data_dir=str(data_dir), session_timeout_s=2.0,
+        data_dir=str(data_dir), session_timeout_s=2.0, **overrides,
     )
 
 
