@@ -34,7 +34,7 @@ from detectors.findings import Finding
 HOUR_MS = 3_600_000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     index: int
     first_ts: int
@@ -43,7 +43,7 @@ class _Bucket:
     resources: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _PrincipalState:
     level: EWBaseline
     hours: dict[int, EWBaseline] = field(default_factory=dict)
@@ -182,11 +182,11 @@ class QueryBurstDetector:
 
     def _limit(self, baseline: EWBaseline, min_ratio: float | None = None) -> float:
         ratio = self.min_ratio if min_ratio is None else min_ratio
-        return max(baseline.limit(self.k, self.min_count), ratio * baseline.mean.get())
+        return max(baseline.limit(self.k, self.min_count), ratio * baseline.mean)
 
     def _finding(self, event: AccessEvent, bucket: _Bucket, verdict: _Verdict) -> Finding:
         ratio = bucket.queries / max(verdict.limit, 1.0)
-        mean = verdict.reference.mean.get()
+        mean = verdict.reference.mean
         effect = (bucket.queries - mean) / max(verdict.reference.std, 1.0)
         evidence = {
             "queries_in_window": str(bucket.queries),
@@ -204,7 +204,7 @@ class QueryBurstDetector:
             "z_score": f"{effect:.1f}",
         }
         if verdict.hour_reference is not None:
-            evidence["hour_baseline_mean"] = f"{verdict.hour_reference.mean.get():.2f}"
+            evidence["hour_baseline_mean"] = f"{verdict.hour_reference.mean:.2f}"
             evidence["hour_baseline_buckets"] = str(verdict.hour_reference.n)
         return Finding(
             kind=self.kind,
@@ -228,11 +228,11 @@ class QueryBurstDetector:
     def _summary(self, event: AccessEvent, bucket: _Bucket, verdict: _Verdict, effect: float) -> str:
         hour = ""
         if verdict.hour_reference is not None:
-            hour = f" and {verdict.hour_reference.mean.get():.0f} at this hour of day"
+            hour = f" and {verdict.hour_reference.mean:.0f} at this hour of day"
         return (
             f"Principal {event.principal} sent {bucket.queries} queries to {_top(bucket.resources, 3)} in the "
             f"{self.bucket_ms // 1000}s window starting {_iso(bucket.first_ts)}; its {verdict.baseline} baseline "
-            f"is {verdict.reference.mean.get():.0f} +/- {verdict.reference.std:.0f} per window over "
+            f"is {verdict.reference.mean:.0f} +/- {verdict.reference.std:.0f} per window over "
             f"{verdict.reference.n} windows{hour}, so the limit was {verdict.limit:.0f} ({effect:.0f} standard "
             f"deviations above normal). A model behind these endpoints may be being extracted or scraped. "
             f"Rate-limit the principal and confirm the traffic with its owner."

@@ -32,11 +32,14 @@ from detectors.findings import Finding
 _READS = ("download", "read")
 
 
-@dataclass
+@dataclass(slots=True)
 class _PrincipalState:
+    """Kept small (a million principals): a plain dict keeps insertion order for the LRU of
+    resources, and the denied attempts exist only for principals that were ever denied."""
+
     first_seen: int
-    accessed: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    denied: OrderedDict[str, deque[int]] = field(default_factory=OrderedDict)
+    accessed: dict[str, None] = field(default_factory=dict)  # oldest first
+    denied: OrderedDict[str, deque[int]] | None = None
 
 
 @register("unusual_access")
@@ -124,6 +127,8 @@ class UnusualAccessDetector:
         return lru_get(self._states, principal, self.max_keys, lambda: _PrincipalState(ts))
 
     def _remember_denied(self, state: _PrincipalState, event: AccessEvent) -> None:
+        if state.denied is None:
+            state.denied = OrderedDict()
         attempts = state.denied.get(event.resource)
         if attempts is None:
             attempts = state.denied[event.resource] = deque(maxlen=max(self.denied_threshold, 1) * 4)
@@ -132,13 +137,15 @@ class UnusualAccessDetector:
         attempts.append(event.ts)
 
     def _remember_access(self, state: _PrincipalState, resource: str) -> None:
-        state.accessed[resource] = None
-        state.accessed.move_to_end(resource)
-        while len(state.accessed) > self.max_resources:
-            state.accessed.popitem(last=False)
+        accessed = state.accessed
+        accessed.pop(resource, None)  # re-inserting moves it to the newest end
+        accessed[resource] = None
+        while len(accessed) > self.max_resources:
+            del accessed[next(iter(accessed))]
 
     def _denied_then_success(self, state: _PrincipalState, event: AccessEvent) -> Finding | None:
-        attempts = state.denied.pop(event.resource, None)  # a success closes the sequence either way
+        # a success closes the sequence either way
+        attempts = state.denied.pop(event.resource, None) if state.denied else None
         if attempts is None:
             return None
         recent = [ts for ts in attempts if event.ts - self.window_ms <= ts <= event.ts]

@@ -82,3 +82,23 @@ def test_habitual_clumps_are_judged_as_clumps() -> None:
               for h in range(12) for i in range(10)]
     detector = DownloadBurstDetector()  # judged per download, the 2nd clump would already be a burst
     assert [f for event in events if (f := detector.update(event))] == []
+
+
+def test_ew_baseline_is_rivers_ewmean_and_ewvar_bit_for_bit() -> None:
+    """The inline baseline must not drift from River's statistics by a single bit."""
+    import random
+
+    from river import stats
+
+    from detectors.download_burst import EWBaseline
+
+    rng = random.Random(5)
+    for fading_factor in (0.01, 0.1, 0.3, 0.5):
+        values = [rng.choice([0.0, float(rng.randint(0, 9)), rng.gauss(3, 2), rng.random() * 1e6]) for _ in range(500)]
+        baseline, mean, variance = EWBaseline(fading_factor), stats.EWMean(fading_factor), stats.EWVar(fading_factor)
+        assert (baseline.mean, baseline.variance) == (mean.get(), variance.get())
+        for value in values:
+            baseline.update(value)
+            mean.update(value)
+            variance.update(value)
+            assert (baseline.mean, baseline.variance) == (mean.get(), variance.get())
