@@ -123,13 +123,32 @@ class RateModel:
 
 @dataclass(slots=True)
 class _Bucket:
-    """The open bucket of one principal."""
+    """The open bucket of one principal.
+
+    Its distinct resources are the first one plus a set made only when a second appears: most
+    buckets see one resource, and an empty set is 216 bytes on each of a million principals.
+    """
 
     index: int
     first_ts: int
     count: int = 0
     bytes: int = 0
-    resources: set[str] = field(default_factory=set)
+    first_resource: str | None = None
+    other_resources: set[str] | None = None
+
+    def add_resource(self, resource: str, cap: int) -> None:
+        """Remember ``resource`` while fewer than ``cap`` distinct ones are known."""
+        if self.first_resource is None:
+            if cap > 0:
+                self.first_resource = resource
+        elif resource != self.first_resource and self.distinct_resources < cap:
+            if self.other_resources is None:
+                self.other_resources = set()
+            self.other_resources.add(resource)
+
+    @property
+    def distinct_resources(self) -> int:
+        return (self.first_resource is not None) + len(self.other_resources or ())
 
 
 @dataclass(slots=True)
@@ -245,8 +264,7 @@ class DownloadBurstDetector:
         bucket = self._bucket_for(state, event)
         bucket.count += max(event.count, 0)
         bucket.bytes += max(event.bytes, 0)
-        if len(bucket.resources) < self.max_resources:
-            bucket.resources.add(event.resource)
+        bucket.add_resource(event.resource, self.max_resources)
         in_window = self._slide(state, event)
         if state.in_burst:
             return None
@@ -355,7 +373,7 @@ class DownloadBurstDetector:
             "rule": "per_bucket",
             "downloads_in_window": str(bucket.count),
             "bytes_in_window": str(bucket.bytes),
-            "distinct_resources": str(len(bucket.resources)),
+            "distinct_resources": str(bucket.distinct_resources),
             "window_ms": str(self.bucket_ms),
             "baseline": verdict.baseline,
             "baseline_buckets": str(verdict.counts.n),
@@ -389,7 +407,7 @@ class DownloadBurstDetector:
         seconds = self.bucket_ms // 1000
         return (
             f"Principal {event.principal} downloaded {bucket.count} artifacts ({_gib(bucket.bytes)}) "
-            f"from {len(bucket.resources)} distinct resources within a {seconds}s window starting "
+            f"from {bucket.distinct_resources} distinct resources within a {seconds}s window starting "
             f"{_iso(bucket.first_ts)}; its {verdict.baseline} baseline is {verdict.counts.mean:.2f} "
             f"± {verdict.counts.std:.2f} per window, so the limit was {verdict.count_limit:.0f} artifacts "
             f"or {_gib(int(verdict.bytes_limit))}. Throttle the principal and force re-authentication "
@@ -409,7 +427,7 @@ class DownloadBurstDetector:
             "rule": "own_rate",
             "downloads_in_window": str(verdict.count),
             "window_ms": str(self.rate_window_ms),
-            "distinct_resources_this_bucket": str(len(bucket.resources)),
+            "distinct_resources_this_bucket": str(bucket.distinct_resources),
             "baseline": "own",
             "baseline_rate_per_day": f"{per_day:.2f}",
             "baseline_history_hours": f"{(event.ts - state.first_ts) / 3_600_000:.1f}",

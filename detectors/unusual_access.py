@@ -34,12 +34,22 @@ _READS = ("download", "read")
 
 @dataclass(slots=True)
 class _PrincipalState:
-    """Kept small (a million principals): a plain dict keeps insertion order for the LRU of
-    resources, and the denied attempts exist only for principals that were ever denied."""
+    """Kept small (a million principals): the resources accessed are one plain string until a
+    second appears (a one-entry dict is 190 bytes), then a dict in access order (oldest first);
+    denied attempts exist only for principals that were ever denied."""
 
     first_seen: int
-    accessed: dict[str, None] = field(default_factory=dict)  # oldest first
+    accessed: str | dict[str, None] | None = None
     denied: OrderedDict[str, deque[int]] | None = None
+
+    def has_accessed(self, resource: str) -> bool:
+        accessed = self.accessed
+        return accessed == resource if isinstance(accessed, str) else accessed is not None and resource in accessed
+
+    @property
+    def n_accessed(self) -> int:
+        accessed = self.accessed
+        return 1 if isinstance(accessed, str) else len(accessed or ())
 
 
 @register("unusual_access")
@@ -138,6 +148,13 @@ class UnusualAccessDetector:
 
     def _remember_access(self, state: _PrincipalState, resource: str) -> None:
         accessed = state.accessed
+        if self.max_resources < 1:
+            return
+        if accessed is None or accessed == resource:
+            state.accessed = resource
+            return
+        if isinstance(accessed, str):
+            accessed = state.accessed = {accessed: None}
         accessed.pop(resource, None)  # re-inserting moves it to the newest end
         accessed[resource] = None
         while len(accessed) > self.max_resources:
@@ -179,7 +196,7 @@ class UnusualAccessDetector:
             event.action not in _READS
             or state.first_seen - self._first_ts < self.warmup_ms  # present during warm-up: established
             or event.ts - state.first_seen >= self.new_principal_ms
-            or event.resource in state.accessed
+            or state.has_accessed(event.resource)
             or not self.is_high_impact(event)
         ):
             return None
@@ -188,14 +205,14 @@ class UnusualAccessDetector:
             "check": "first_time_high_impact",
             "principal_first_seen": _iso(state.first_seen),
             "principal_age_minutes": f"{age_min:.0f}",
-            "resources_accessed_before": str(len(state.accessed)),
+            "resources_accessed_before": str(state.n_accessed),
             "action": event.action,
             "bytes": str(event.bytes),
             "source_ip": event.source_ip or "",
         }
         summary = (
             f"Principal {event.principal}, first seen {_iso(state.first_seen)} ({age_min:.0f} minutes earlier, "
-            f"{len(state.accessed)} resources touched before), performed {event.action} of the high-impact "
+            f"{state.n_accessed} resources touched before), performed {event.action} of the high-impact "
             f"artifact {event.resource} ({event.bytes / 2**20:.0f} MiB) at {_iso(event.ts)}. A new identity pulling "
             f"a critical model is a common first step of theft. Confirm the principal's owner and purpose; "
             f"revoke its access if unknown."

@@ -102,3 +102,19 @@ def test_ew_baseline_is_rivers_ewmean_and_ewvar_bit_for_bit() -> None:
             mean.update(value)
             variance.update(value)
             assert (baseline.mean, baseline.variance) == (mean.get(), variance.get())
+
+
+def test_bucket_counts_distinct_resources_like_a_capped_set() -> None:
+    import random
+
+    from detectors.download_burst import _Bucket
+
+    rng = random.Random(3)
+    for cap in (0, 1, 2, 5):
+        bucket, reference = _Bucket(0, 0), set()
+        for _ in range(200):
+            resource = f"r{rng.randint(0, 8)}"
+            bucket.add_resource(resource, cap)
+            if len(reference) < cap:
+                reference.add(resource)
+            assert bucket.distinct_resources == len(reference)

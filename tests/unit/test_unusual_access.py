@@ -71,3 +71,24 @@ def test_first_time_high_impact_needs_a_principal_new_since_warmup_and_a_new_res
     assert detector.update(replace(newcomer, ts=T0 + 4 * MINUTE_MS)) is None  # bob already pulled it
     assert detector.update(replace(BASE, principal="carol", ts=T0 + 4 * MINUTE_MS)) is None  # not high impact
     assert detector.update(replace(newcomer, resource="crown", ts=T0 + 90 * MINUTE_MS)) is None  # bob not new now
+
+
+def test_accessed_resources_behave_like_a_capped_lru() -> None:
+    """The compact store (a string, then a dict) answers exactly as an LRU dict of resources would."""
+    import random
+    from collections import OrderedDict
+
+    from detectors.unusual_access import UnusualAccessDetector, _PrincipalState
+
+    rng = random.Random(9)
+    for cap in (0, 1, 2, 4):
+        detector, state, reference = UnusualAccessDetector(max_resources=cap), _PrincipalState(0), OrderedDict()
+        for _ in range(300):
+            resource = f"r{rng.randint(0, 6)}"
+            detector._remember_access(state, resource)
+            reference[resource] = None
+            reference.move_to_end(resource)
+            while len(reference) > cap:
+                reference.popitem(last=False)
+            assert state.n_accessed == len(reference)
+            assert all(state.has_accessed(f"r{index}") == (f"r{index}" in reference) for index in range(7))
