@@ -126,6 +126,8 @@ class Settings:
     # ---- process
     #: Young-generation threshold of Python's garbage collector (see streams/runtime.py); 0 keeps 700.
     gc_young_threshold: int = 20_000
+    #: How long a thread may hold the GIL while the store writer waits, in ms (see streams/runtime.py); 0 keeps 5.
+    gil_switch_interval_ms: float = 1.0
 
     # ---- event-time rule (enforced in streams.pipeline before detectors see an event)
     #: Events stamped more than this far ahead of the wall clock at receipt are dead-lettered.

@@ -41,7 +41,7 @@ from aiokafka.errors import KafkaError
 from streams.kafka_security import client_kwargs
 from streams.pipeline import BatchResult, OutputSink, Pipeline, RawMessage, deliver
 from streams.publisher import AIOKafkaRecordProducer, BatchPublisher
-from streams.runtime import tune_garbage_collector
+from streams.runtime import tune_garbage_collector, tune_switch_interval
 from streams.settings import Settings
 from streams.snapshots import (KafkaSnapshotStore, SnapshotError, SnapshotHeader, decode_snapshot, encode_snapshot,
                                fingerprint, snapshot_key)
@@ -145,6 +145,7 @@ class Worker:
     async def start(self) -> None:
         settings = self.settings
         tune_garbage_collector(settings.gc_young_threshold)
+        tune_switch_interval(settings.gil_switch_interval_ms)
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, client_id="mlsentry-worker",
                                           acks="all", linger_ms=5, max_batch_size=256 * 1024, **self._kafka_kwargs)
         await self._producer.start()
