@@ -297,6 +297,8 @@ class Worker:
         if self._pending and self.spill.durable_seq < self._pending[-1][0]:
             await self._outputs_delivered()  # the spill is not shared with a write in flight
             await asyncio.to_thread(self.spill.drain, final)
+        elif self._snapshots is not None and self._snapshot_due(time.monotonic()):
+            await self._outputs_delivered()  # under steady load there is always a batch in flight
         self.stats.sink_retries = self.spill.failures
         durable = self._to_commit
         while self._pending and self._pending[0][0] <= self.spill.durable_seq:
@@ -327,11 +329,16 @@ class Worker:
             return  # a snapshot must not hold state whose outputs are not durable yet
         now = time.monotonic()
         for tp, progress in list(self._progress.items()):
-            new_events = progress.next_offset - progress.snapshot_offset
-            due = new_events >= self.settings.snapshot_every_events or (
-                new_events > 0 and now - progress.snapshot_at >= self.settings.snapshot_every_s)
-            if due or (force and new_events > 0):
+            if self._due(progress, now) or (force and progress.next_offset > progress.snapshot_offset):
                 await self._write_snapshot(tp, progress)
+
+    def _snapshot_due(self, now: float) -> bool:
+        return any(self._due(progress, now) for progress in self._progress.values())
+
+    def _due(self, progress: _PartitionProgress, now: float) -> bool:
+        new_events = progress.next_offset - progress.snapshot_offset
+        return new_events >= self.settings.snapshot_every_events or (
+            new_events > 0 and now - progress.snapshot_at >= self.settings.snapshot_every_s)
 
     async def _write_snapshot(self, tp: TopicPartition, progress: _PartitionProgress) -> None:
         assert self._snapshots is not None
