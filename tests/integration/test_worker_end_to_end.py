@@ -148,3 +148,28 @@ async def test_a_backlog_is_read_exactly_once_on_the_first_assignment(embedded_b
         await worker.stop()
         client.close()
     assert worker.stats.events == len(records)
+
+
+async def test_snapshots_are_written_while_a_backlog_is_processed(embedded_broker, tmp_path: Path, scenario):
+    """Outputs of one batch are written while the next is detected, so a batch is always in flight under load;
+    a due snapshot must still be taken then, not only when the stream goes idle."""
+    bootstrap = embedded_broker.bootstrap_servers
+    settings = isolated_settings(tmp_path, bootstrap, batch_size=200, snapshot_key="k", snapshot_every_events=1_000,
+                                 snapshot_every_s=3_600.0)
+    settings = settings.replace(topic_snapshots=f"{settings.group_id}.snapshots")
+    records = scenario.records[:8_000]
+    await ensure_topics(settings, bootstrap)
+    await _publish(settings, bootstrap, records)
+    client = connect(settings.resolved_clickhouse_dsn)
+    ensure_schema(client)
+    during_backlog: list[int] = []
+    worker = Worker(settings, IncidentStore(client), bootstrap,
+                    lambda result: during_backlog.append(worker.stats.snapshots_written)
+                    if worker.stats.events < len(records) - 1_000 else None)
+    await worker.start()
+    try:
+        await _run_until(worker, lambda: worker.stats.events >= len(records))
+    finally:
+        await worker.stop()
+        client.close()
+    assert during_backlog and during_backlog[-1] > 0, "no snapshot until the backlog was drained"
