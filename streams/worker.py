@@ -18,6 +18,10 @@ One batch, in order (``_handle`` then ``_settle``):
 4. once everything up to this batch is in the store: write due snapshots, then commit
    the batch's offsets. Never commit ahead of step 2's durable write or step 3's acks.
 
+Steps 2 and 3 of batch N run (a task, the store write in a thread) while step 1 detects
+batch N+1: at most one batch in flight, awaited before the next one's outputs are handed
+over, before a snapshot, on revocation and on stop.
+
 Partition ownership (the rebalance listener, both under the batch lock so a batch in
 flight finishes first): on revocation, settle, snapshot what is fully committed, drop
 the partition's ``DetectorSet``; on assignment, restore each partition's snapshot (or
