@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
+from detectors.base import Detector, Positioned, update_many
 from detectors.events import AccessEvent, DataChangeEvent, Event, PredictionEvent
 
 T0 = 1_767_225_600_000
@@ -435,3 +436,19 @@ def canary_stream(
             timed.append((feedback_ts, 2 * index + 1, _feedback_for(event, feedback_ts, wrong)))
     timed.sort(key=lambda item: (item[0], item[1]))
     return [event for _, _, event in timed]
+
+
+def in_batches(detector: Detector, events: Sequence[Event], sizes: Sequence[int]) -> list[Positioned]:
+    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream.
+
+    >>> from detectors.score_drift import ScoreDriftDetector
+    >>> in_batches(ScoreDriftDetector(), [], (3,))
+    []
+    """
+    found: list[Positioned] = []
+    start, turn = 0, 0
+    while start < len(events):
+        batch = events[start:start + sizes[turn % len(sizes)]]
+        found.extend((start + position, finding) for position, finding in update_many(detector, batch))
+        start, turn = start + len(batch), turn + 1
+    return found

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from detectors._testing import T0, prediction_traffic, score_stream
+from detectors._testing import T0, in_batches, prediction_traffic, score_stream
 from detectors.events import PredictionEvent
 from detectors.extraction import ExtractionDetector
 
@@ -94,16 +94,6 @@ def test_feedback_and_anonymous_predictions_hold_no_principal_state() -> None:
     assert detector.n_tracked_keys == 1  # the model's population share only
 
 
-def _in_batches(detector: ExtractionDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
-                ) -> list[tuple[int, object]]:
-    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
-    found: list[tuple[int, object]] = []
-    start, turn = 0, 0
-    while start < len(events):
-        batch = events[start:start + sizes[turn % len(sizes)]]
-        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
-        start, turn = start + len(batch), turn + 1
-    return found
 
 
 @pytest.mark.parametrize("sizes", [(7, 64), (1024,), (3000, 5, 17)])
@@ -119,4 +109,4 @@ def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
     expected = _found(ExtractionDetector(quiet_ms=60_000, max_keys=12), events)
     checks = {f.evidence["check"] for _, f in expected}  # type: ignore[attr-defined]
     assert checks == {"boundary_probing", "feature_sweep"}
-    assert _in_batches(ExtractionDetector(quiet_ms=60_000, max_keys=12), events, sizes) == expected
+    assert in_batches(ExtractionDetector(quiet_ms=60_000, max_keys=12), events, sizes) == expected

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from detectors._testing import T0, feature_stream
+from detectors._testing import T0, feature_stream, in_batches
 from detectors.events import PredictionEvent
 from detectors.feature_drift import FeatureDriftDetector
 from detectors.findings import Finding
@@ -65,15 +65,6 @@ def test_feedback_and_non_finite_values_are_skipped() -> None:
     assert cusum.reference == [] and cusum._warmup == []
 
 
-def _in_batches(detector: FeatureDriftDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
-                ) -> list[tuple[int, Finding]]:
-    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
-    found, start, turn = [], 0, 0
-    while start < len(events):
-        batch = events[start:start + sizes[turn % len(sizes)]]
-        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
-        start, turn = start + len(batch), turn + 1
-    return found
 
 
 @pytest.mark.parametrize("sizes", [(1,), (7, 64), (1024,), (5000, 3, 16)])
@@ -88,9 +79,9 @@ def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
         events[index] = replace(events[index], features={"x": 0.0, "y": 0.0, "extra": 1.0})
     expected = _found(FeatureDriftDetector(min_effect=0.5), events)
     assert [(index, f.evidence["feature"]) for index, f in expected] == [(6590, "x")]  # and y, as strongly
-    assert _in_batches(FeatureDriftDetector(min_effect=0.5), events, sizes) == expected
+    assert in_batches(FeatureDriftDetector(min_effect=0.5), events, sizes) == expected
 
 
 def test_batches_keep_the_pinned_abrupt_shift() -> None:
     events = feature_stream(seed=5, n=8_000, change_at=3_000, shift=0.8)
-    assert _in_batches(FeatureDriftDetector(), events, (1024,)) == _found(FeatureDriftDetector(), events)
+    assert in_batches(FeatureDriftDetector(), events, (1024,)) == _found(FeatureDriftDetector(), events)

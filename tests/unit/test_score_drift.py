@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from detectors._testing import score_stream
+from detectors._testing import in_batches, score_stream
 from detectors.events import PredictionEvent
 from detectors.findings import Finding, severity_for
 from detectors.score_drift import ScoreDriftDetector
@@ -66,15 +66,6 @@ def _one_by_one(detector: ScoreDriftDetector, events: list[PredictionEvent]) -> 
     return [(index, f) for index, event in enumerate(events) if (f := detector.update(event))]
 
 
-def _in_batches(detector: ScoreDriftDetector, events: list[PredictionEvent], sizes: tuple[int, ...]
-                ) -> list[tuple[int, Finding]]:
-    """``update_many`` over ``events`` cut into batches of ``sizes`` in turn; positions in the whole stream."""
-    found, start, turn = [], 0, 0
-    while start < len(events):
-        batch = events[start:start + sizes[turn % len(sizes)]]
-        found.extend((start + position, finding) for position, finding in detector.update_many(batch))
-        start, turn = start + len(batch), turn + 1
-    return found
 
 
 @pytest.mark.parametrize("sizes", [(1,), (7, 64), (1024,), (3000, 5, 17)])
@@ -85,7 +76,7 @@ def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
     events = [event for pair in zip(v1, v2) for event in pair]
     expected = _one_by_one(ScoreDriftDetector(min_effect=1.0), events)
     assert [(index, f.model_version) for index, f in expected] == [(2045, "v2"), (4934, "v1")]
-    assert _in_batches(ScoreDriftDetector(min_effect=1.0), events, sizes) == expected
+    assert in_batches(ScoreDriftDetector(min_effect=1.0), events, sizes) == expected
 
 
 def test_batches_that_could_evict_a_version_go_event_by_event() -> None:
@@ -94,5 +85,5 @@ def test_batches_that_could_evict_a_version_go_event_by_event() -> None:
     events = v1[:600] + [event for pair in zip(v1[600:], v2) for event in pair]
     expected = _one_by_one(ScoreDriftDetector(max_keys=1), events)
     detector = ScoreDriftDetector(max_keys=1)
-    assert _in_batches(detector, events, (500,)) == expected
+    assert in_batches(detector, events, (500,)) == expected
     assert list(detector._states) == [("churn", "v2")]
