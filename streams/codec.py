@@ -112,6 +112,9 @@ class _Limits:
     max_map_entries: int = 1024
 
 
+_DEFAULT_LIMITS = _Limits()
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """One schema field, compiled once so validation does no schema walking per message."""
@@ -410,7 +413,10 @@ def event_from_record(
     ``DecodeError`` with a readable reason otherwise.
     """
     _event_type_known(event_type)
-    return _build_event(event_type, record, _Limits(max_field_bytes, max_map_entries))
+    limits = _DEFAULT_LIMITS
+    if (max_field_bytes, max_map_entries) != (limits.max_field_bytes, limits.max_map_entries):
+        limits = _Limits(max_field_bytes, max_map_entries)
+    return _build_event(event_type, record, limits)
 
 
 def event_to_record(event: Event) -> dict[str, Any]:
