@@ -185,11 +185,13 @@ class Worker:
             await self._task
         try:
             if self._consumer is not None:
-                async with self._lock:
-                    await self._outputs_delivered()
-                    await self._settle(final=True)
-                    await self._snapshot_owned(force=True)
-                await self._consumer.stop()
+                try:
+                    async with self._lock:
+                        await self._outputs_delivered()
+                        await self._settle(final=True)
+                        await self._snapshot_owned(force=True)
+                finally:
+                    await self._consumer.stop()  # leave the group even when the last outputs failed
         finally:
             if self._producer is not None:
                 await self._producer.stop()
