@@ -2,13 +2,14 @@
 
 Keys explode in production (a million principals, thousands of segments), so each table of
 per-key state is an ``OrderedDict`` kept in least-recently-used order and trimmed to its
-limit whenever a key is added.
+limit whenever a key is added. A detector that learns a micro-batch key by key checks first
+that no key would be evicted meanwhile, and leaves the table in per-event order afterwards.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, Iterable, Mapping, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -31,3 +32,17 @@ def lru_get(table: OrderedDict[K, V], key: K, max_keys: int, make: Callable[[], 
     else:
         table.move_to_end(key)
     return state
+
+
+def fits_without_eviction(table: Mapping[K, object], keys: Iterable[K], max_keys: int) -> bool:
+    """Whether ``table`` takes the new ones among ``keys`` and stays within ``max_keys`` (so none is evicted).
+
+    A detector learning a micro-batch key by key is exact only then; else it goes event by event.
+    """
+    return len(table) + sum(key not in table for key in keys) <= max_keys
+
+
+def touch_in_order(table: OrderedDict[K, V], last_seen: Mapping[K, int]) -> None:
+    """Leave ``table`` in the order that per-event lookups would: keys by when the batch last used them."""
+    for key in sorted(last_seen, key=last_seen.__getitem__):
+        table.move_to_end(key)

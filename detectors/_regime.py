@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import reduce
 from operator import add, mul
-from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
+from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +24,6 @@ FloatArray = npt.NDArray[np.float64]
 #: A sorted sample's distinct values closed by +inf, how many values lie below each (closed by the
 #: sample's size, twice: nothing equals the +inf), and the size.
 _DistinctCounts = tuple[FloatArray, npt.NDArray[np.int32], int]
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 
 #: Fewer values than this are ranked one by one: numpy's fixed cost per call would outweigh its speed.
 _MIN_VECTORISED = 16
@@ -116,20 +114,6 @@ def _regime_of(blocks: list[list[float]], n_bins: int) -> Regime:
     squares = sum(block[3] for block in blocks)
     bins = [int(sum(block[4 + index] for block in blocks)) for index in range(n_bins)]
     return Regime(int(blocks[0][0]), Moments(n, mean, max(squares - n * mean * mean, 0.0)), bins)
-
-
-def fits_without_eviction(table: Mapping[K, object], keys: Iterable[K], max_keys: int) -> bool:
-    """Whether ``table`` takes the new ones among ``keys`` and stays within ``max_keys`` (so none is evicted).
-
-    A detector learning a micro-batch key by key is exact only then; else it goes event by event.
-    """
-    return len(table) + sum(key not in table for key in keys) <= max_keys
-
-
-def touch_in_order(table: OrderedDict[K, V], last_seen: Mapping[K, int]) -> None:
-    """Leave ``table`` in the order that per-event lookups would: keys by when the batch last used them."""
-    for key in sorted(last_seen, key=last_seen.__getitem__):
-        table.move_to_end(key)
 
 
 def adwin(delta: float) -> drift.ADWIN:

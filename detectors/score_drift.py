@@ -22,8 +22,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from detectors._regime import CusumAlarm, Moments, RankCusum, fits_without_eviction, iso_utc, touch_in_order
-from detectors._lru import lru_get
+from detectors._lru import fits_without_eviction, lru_get, touch_in_order
+from detectors._regime import CusumAlarm, Moments, RankCusum, iso_utc
 from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
