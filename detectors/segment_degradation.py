@@ -252,8 +252,8 @@ class SegmentDegradationDetector:
                 remember(event)
                 key = (event.model_id, event.model_version)
                 state = states.get(key)
-                if state is None:
-                    state = self._new_state(key)
+                if state is None:  # lru_get, inlined on the hot path for the common case: a known version
+                    state = lru_get(states, key, self.max_keys, _ModelState)
                 else:
                     states.move_to_end(key)
                 state.predictions += 1
@@ -265,11 +265,7 @@ class SegmentDegradationDetector:
 
     def _learn(self, prediction: PredictionEvent, label: str, now: int) -> Finding | None:
         key = (prediction.model_id, prediction.model_version)
-        state = self._states.get(key)
-        if state is None:
-            state = self._new_state(key)
-        else:
-            self._states.move_to_end(key)
+        state = lru_get(self._states, key, self.max_keys, _ModelState)
         tick = now // self.tick_ms
         finding = None
         if tick > state.tick:
@@ -351,10 +347,6 @@ class SegmentDegradationDetector:
         flagged = set(items)
         for other in [other for other in state.segments if flagged & set(other)]:
             state.segments[other] = _Counts(quiet_until=tick)
-
-    def _new_state(self, key: ModelKey) -> _ModelState:
-        """State for a model version not tracked yet; the least recently used beyond ``max_keys`` go."""
-        return lru_get(self._states, key, self.max_keys, _ModelState)
 
     def _finding(self, key: ModelKey, state: _ModelState, verdict: _Verdict, tested: int, now: int) -> Finding:
         label_share = self._join.counts.joined / max(state.predictions, 1)
