@@ -1,0 +1,14 @@
+"""Only the compiled extension lives here; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        # The compiled accept path for event messages; streams/codec.py falls back to Python without it.
+        Extension(
+            "streams._avrofast",
+            sources=["streams/_avrofast.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
+    ],
+)

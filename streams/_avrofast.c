@@ -1,0 +1,325 @@
+/* Compiled accept path for event messages: one Avro body -> one event object, or None.
+ *
+ * streams/codec.py stays the authority on the contract. This module only *accepts*: it reads
+ * a schemaless Avro body of one of our event schemas and, when every field is present and
+ * plainly valid (the same checks as codec.py's validator: UTF-8 strings within the byte
+ * limit, integers within their bounds, finite doubles, known enum indexes and union
+ * branches, maps and arrays within the entry limit, a non-empty event_id of at most
+ * 256 characters, no trailing bytes), builds the event directly. Anything else returns None
+ * and the caller takes the precise path (fastavro + the validator), which also words the
+ * error. So a reject can never change an outcome; an accept must equal the precise result,
+ * which tests/unit/test_avrofast.py checks field by field on hostile bodies.
+ *
+ * codec.py compiles one program per schema and limits with compile(event_class, field_names,
+ * fields, max_field_bytes, max_entries), fields a tuple of
+ *   (kind, null_branch, value_branch, low, high_inclusive, item_kind, symbols, max_chars)
+ * kind / item_kind: 0 string, 1 integer, 2 double, 3 boolean, 4 enum, 5 map, 6 array.
+ * null_branch is -1 for a field that is not a union; max_chars is -1 for no character limit.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { K_STRING = 0, K_INTEGER = 1, K_DOUBLE = 2, K_BOOLEAN = 3, K_ENUM = 4, K_MAP = 5, K_ARRAY = 6 };
+
+#define MAX_FIELDS 32
+
+typedef struct {
+    int kind;
+    int null_branch;   /* -1: not a union */
+    int value_branch;
+    int64_t low;
+    int64_t high;      /* inclusive */
+    int item_kind;
+    PyObject *symbols; /* borrowed tuple of str, enum only */
+    Py_ssize_t max_chars; /* -1: none; else the value must have 1..max_chars characters */
+} FieldSpec;
+
+typedef struct {
+    const unsigned char *at;
+    const unsigned char *end;
+    Py_ssize_t max_field_bytes;
+    Py_ssize_t max_entries;
+} Reader;
+
+/* Zigzag varint (Avro int and long). Returns 0 on success. */
+static int read_long(Reader *r, int64_t *out) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (r->at >= r->end) return -1;
+        unsigned char byte = *r->at++;
+        if (shift == 63 && (byte & 0x7E)) return -1; /* more than 64 bits */
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = (int64_t)(value >> 1) ^ -(int64_t)(value & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static PyObject *read_string(Reader *r) {
+    int64_t length;
+    if (read_long(r, &length) || length < 0 || length > r->end - r->at || length > r->max_field_bytes) return NULL;
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)r->at, (Py_ssize_t)length, NULL);
+    if (text == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    r->at += length;
+    return text;
+}
+
+static PyObject *read_scalar(Reader *r, int kind, const FieldSpec *spec) {
+    int64_t number;
+    switch (kind) {
+    case K_STRING:
+        return read_string(r);
+    case K_INTEGER:
+        if (read_long(r, &number) || number < spec->low || number > spec->high) return NULL;
+        return PyLong_FromLongLong(number);
+    case K_DOUBLE: {
+        if (r->end - r->at < 8) return NULL;
+        double value = PyFloat_Unpack8((const char *)r->at, 1);
+        if (value == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+        r->at += 8;
+        if (!isfinite(value)) return NULL;
+        return PyFloat_FromDouble(value);
+    }
+    case K_BOOLEAN:
+        if (r->at >= r->end || *r->at > 1) return NULL;
+        return PyBool_FromLong(*r->at++);
+    case K_ENUM:
+        if (read_long(r, &number) || number < 0 || number >= PyTuple_GET_SIZE(spec->symbols)) return NULL;
+        PyObject *symbol = PyTuple_GET_ITEM(spec->symbols, (Py_ssize_t)number);
+        Py_INCREF(symbol);
+        return symbol;
+    }
+    return NULL;
+}
+
+/* The next block's item count (0 at the end); a negative count is followed by the block's byte size. */
+static int read_block_count(Reader *r, int64_t *count) {
+    if (read_long(r, count)) return -1;
+    if (*count < 0) {
+        int64_t block_bytes;
+        if (*count == INT64_MIN || read_long(r, &block_bytes)) return -1;
+        *count = -*count;
+    }
+    return 0;
+}
+
+static PyObject *read_map(Reader *r, const FieldSpec *spec) {
+    PyObject *entries = PyDict_New();
+    if (entries == NULL) return NULL;
+    int64_t total = 0, count;
+    for (;;) {
+        if (read_block_count(r, &count)) goto reject;
+        if (count == 0) return entries;
+        total += count;
+        if (total > r->max_entries) goto reject;
+        for (int64_t i = 0; i < count; i++) {
+            PyObject *key = read_string(r);
+            if (key == NULL) goto reject;
+            PyObject *value = read_scalar(r, spec->item_kind, spec);
+            if (value == NULL) {
+                Py_DECREF(key);
+                goto reject;
+            }
+            int failed = PyDict_SetItem(entries, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (failed) goto reject;
+        }
+    }
+reject:
+    PyErr_Clear();
+    Py_DECREF(entries);
+    return NULL;
+}
+
+static PyObject *read_array(Reader *r, const FieldSpec *spec) {
+    PyObject *items = PyList_New(0);
+    if (items == NULL) return NULL;
+    int64_t total = 0, count;
+    for (;;) {
+        if (read_block_count(r, &count)) goto reject;
+        if (count == 0) {
+            PyObject *frozen = PyList_AsTuple(items);
+            Py_DECREF(items);
+            return frozen;
+        }
+        total += count;
+        if (total > r->max_entries) goto reject;
+        for (int64_t i = 0; i < count; i++) {
+            PyObject *item = read_scalar(r, spec->item_kind, spec);
+            if (item == NULL) goto reject;
+            int failed = PyList_Append(items, item);
+            Py_DECREF(item);
+            if (failed) goto reject;
+        }
+    }
+reject:
+    PyErr_Clear();
+    Py_DECREF(items);
+    return NULL;
+}
+
+static PyObject *read_field(Reader *r, const FieldSpec *spec) {
+    if (spec->null_branch >= 0) {
+        int64_t branch;
+        if (read_long(r, &branch)) return NULL;
+        if (branch == spec->null_branch) Py_RETURN_NONE;
+        if (branch != spec->value_branch) return NULL;
+    }
+    PyObject *value;
+    if (spec->kind == K_MAP) value = read_map(r, spec);
+    else if (spec->kind == K_ARRAY) value = read_array(r, spec);
+    else value = read_scalar(r, spec->kind, spec);
+    if (value != NULL && spec->max_chars >= 0) {
+        Py_ssize_t chars = PyUnicode_GET_LENGTH(value);
+        if (chars == 0 || chars > spec->max_chars) Py_CLEAR(value);
+    }
+    return value;
+}
+
+typedef struct {
+    PyObject *cls;    /* owned */
+    PyObject *names;  /* owned tuple of str */
+    PyObject *fields; /* owned: keeps the enum symbol tuples alive */
+    Py_ssize_t n;
+    Py_ssize_t max_field_bytes;
+    Py_ssize_t max_entries;
+    FieldSpec specs[MAX_FIELDS];
+} Program;
+
+static const char *PROGRAM = "streams._avrofast.Program";
+
+static void program_free(PyObject *capsule) {
+    Program *program = PyCapsule_GetPointer(capsule, PROGRAM);
+    if (program == NULL) return;
+    Py_XDECREF(program->cls);
+    Py_XDECREF(program->names);
+    Py_XDECREF(program->fields);
+    PyMem_Free(program);
+}
+
+PyDoc_STRVAR(compile_doc,
+"compile(event_class, field_names, fields, max_field_bytes, max_entries) -> program\n\n"
+"One schema's reader, built once per decoder; ``fields`` as described at the top of _avrofast.c.");
+
+static PyObject *compile_program(PyObject *module, PyObject *args) {
+    PyObject *cls, *names, *fields;
+    Py_ssize_t max_field_bytes, max_entries;
+    if (!PyArg_ParseTuple(args, "O!O!O!nn", &PyType_Type, &cls, &PyTuple_Type, &names, &PyTuple_Type, &fields,
+                          &max_field_bytes, &max_entries))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    if (n > MAX_FIELDS || PyTuple_GET_SIZE(names) != n) {
+        PyErr_SetString(PyExc_ValueError, "one name per field, at most 32 fields");
+        return NULL;
+    }
+    Program *program = PyMem_Calloc(1, sizeof(Program));
+    if (program == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        FieldSpec *spec = &program->specs[i];
+        long long low, high;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, i), "iiiLLiOn", &spec->kind, &spec->null_branch,
+                              &spec->value_branch, &low, &high, &spec->item_kind, &spec->symbols, &spec->max_chars)) {
+            PyMem_Free(program);
+            return NULL;
+        }
+        spec->low = low;
+        spec->high = high;
+        int enum_kind = spec->kind == K_ENUM || ((spec->kind == K_MAP || spec->kind == K_ARRAY) && spec->item_kind == K_ENUM);
+        if (enum_kind && !PyTuple_Check(spec->symbols)) {
+            PyErr_SetString(PyExc_TypeError, "enum symbols must be a tuple");
+            PyMem_Free(program);
+            return NULL;
+        }
+    }
+    program->n = n;
+    program->max_field_bytes = max_field_bytes;
+    program->max_entries = max_entries;
+    Py_INCREF(cls);
+    Py_INCREF(names);
+    Py_INCREF(fields);
+    program->cls = cls;
+    program->names = names;
+    program->fields = fields;
+    PyObject *capsule = PyCapsule_New(program, PROGRAM, program_free);
+    if (capsule == NULL) {
+        Py_DECREF(cls);
+        Py_DECREF(names);
+        Py_DECREF(fields);
+        PyMem_Free(program);
+    }
+    return capsule;
+}
+
+PyDoc_STRVAR(read_event_doc,
+"read_event(program, message, start) -> event or None\n\n"
+"The event in the schemaless Avro body ``message[start:]`` (bytes) when every field is present\n"
+"and plainly valid, else None (the caller then takes the precise path, which words the error).");
+
+static PyObject *read_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "read_event(program, message: bytes, start: int)");
+        return NULL;
+    }
+    Program *program = PyCapsule_GetPointer(args[0], PROGRAM);
+    if (program == NULL) return NULL;
+    Py_ssize_t size = PyBytes_GET_SIZE(args[1]), offset = PyLong_AsSsize_t(args[2]);
+    if (offset == -1 && PyErr_Occurred()) return NULL;
+    if (offset < 0 || offset > size) {
+        PyErr_SetString(PyExc_ValueError, "start outside the message");
+        return NULL;
+    }
+    const unsigned char *message = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Reader reader = {message + offset, message + size, program->max_field_bytes, program->max_entries};
+    PyObject *values[MAX_FIELDS];
+    Py_ssize_t n = program->n, read = 0;
+    PyObject *result = NULL;
+    for (; read < n; read++) {
+        values[read] = read_field(&reader, &program->specs[read]);
+        if (values[read] == NULL) break;
+    }
+    if (read < n || reader.at != reader.end) { /* a field the fast path does not accept, or trailing bytes */
+        PyErr_Clear();
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    /* object.__new__(cls) and object.__setattr__ per field: exactly what a frozen dataclass's __init__ does. */
+    PyTypeObject *type = (PyTypeObject *)program->cls;
+    PyObject *event = type->tp_alloc(type, 0);
+    if (event == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyObject_GenericSetAttr(event, PyTuple_GET_ITEM(program->names, i), values[i])) {
+            Py_DECREF(event);
+            goto done;
+        }
+    }
+    result = event;
+done:
+    for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"compile", compile_program, METH_VARARGS, compile_doc},
+    {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "streams._avrofast",
+    "Compiled accept path for event messages (see streams/codec.py).", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__avrofast(void) { return PyModule_Create(&module); }
