@@ -10,8 +10,8 @@
  * error. So a reject can never change an outcome; an accept must equal the precise result,
  * which tests/unit/test_avrofast.py checks field by field on hostile bodies.
  *
- * codec.py compiles one program per schema and limits with compile(event_class, field_names,
- * fields, max_field_bytes, max_entries), fields a tuple of
+ * codec.py compiles one program per decoder with compile(event_class, field_names, fields,
+ * max_field_bytes, max_entries, max_message_bytes, allowed_schema_ids), fields a tuple of
  *   (kind, null_branch, value_branch, low, high_inclusive, item_kind, symbols, max_chars)
  * kind / item_kind: 0 string, 1 integer, 2 double, 3 boolean, 4 enum, 5 map, 6 array.
  * null_branch is -1 for a field that is not a union; max_chars is -1 for no character limit.
@@ -195,6 +195,8 @@ typedef struct {
     Py_ssize_t n;
     Py_ssize_t max_field_bytes;
     Py_ssize_t max_entries;
+    Py_ssize_t max_message_bytes;
+    PyObject *allowed_schema_ids; /* owned set of int, or Py_None: any id */
     FieldSpec specs[MAX_FIELDS];
 } Program;
 
@@ -206,19 +208,26 @@ static void program_free(PyObject *capsule) {
     Py_XDECREF(program->cls);
     Py_XDECREF(program->names);
     Py_XDECREF(program->fields);
+    Py_XDECREF(program->allowed_schema_ids);
     PyMem_Free(program);
 }
 
 PyDoc_STRVAR(compile_doc,
-"compile(event_class, field_names, fields, max_field_bytes, max_entries) -> program\n\n"
-"One schema's reader, built once per decoder; ``fields`` as described at the top of _avrofast.c.");
+"compile(event_class, field_names, fields, max_field_bytes, max_entries, max_message_bytes,\n"
+"        allowed_schema_ids) -> program\n\n"
+"One schema's reader, built once per decoder; ``fields`` as described at the top of _avrofast.c;\n"
+"``allowed_schema_ids`` is a set of Confluent schema ids, or None for any.");
 
 static PyObject *compile_program(PyObject *module, PyObject *args) {
-    PyObject *cls, *names, *fields;
-    Py_ssize_t max_field_bytes, max_entries;
-    if (!PyArg_ParseTuple(args, "O!O!O!nn", &PyType_Type, &cls, &PyTuple_Type, &names, &PyTuple_Type, &fields,
-                          &max_field_bytes, &max_entries))
+    PyObject *cls, *names, *fields, *allowed;
+    Py_ssize_t max_field_bytes, max_entries, max_message_bytes;
+    if (!PyArg_ParseTuple(args, "O!O!O!nnnO", &PyType_Type, &cls, &PyTuple_Type, &names, &PyTuple_Type, &fields,
+                          &max_field_bytes, &max_entries, &max_message_bytes, &allowed))
         return NULL;
+    if (allowed != Py_None && !PyAnySet_Check(allowed)) {
+        PyErr_SetString(PyExc_TypeError, "allowed_schema_ids must be a set or None");
+        return NULL;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (n > MAX_FIELDS || PyTuple_GET_SIZE(names) != n) {
         PyErr_SetString(PyExc_ValueError, "one name per field, at most 32 fields");
@@ -246,6 +255,9 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
     program->n = n;
     program->max_field_bytes = max_field_bytes;
     program->max_entries = max_entries;
+    program->max_message_bytes = max_message_bytes;
+    Py_INCREF(allowed);
+    program->allowed_schema_ids = allowed;
     Py_INCREF(cls);
     Py_INCREF(names);
     Py_INCREF(fields);
@@ -257,31 +269,17 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
         Py_DECREF(cls);
         Py_DECREF(names);
         Py_DECREF(fields);
+        Py_DECREF(allowed);
         PyMem_Free(program);
     }
     return capsule;
 }
 
-PyDoc_STRVAR(read_event_doc,
-"read_event(program, message, start) -> event or None\n\n"
-"The event in the schemaless Avro body ``message[start:]`` (bytes) when every field is present\n"
-"and plainly valid, else None (the caller then takes the precise path, which words the error).");
-
-static PyObject *read_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_Check(args[1]) || !PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "read_event(program, message: bytes, start: int)");
-        return NULL;
-    }
-    Program *program = PyCapsule_GetPointer(args[0], PROGRAM);
-    if (program == NULL) return NULL;
-    Py_ssize_t size = PyBytes_GET_SIZE(args[1]), offset = PyLong_AsSsize_t(args[2]);
-    if (offset == -1 && PyErr_Occurred()) return NULL;
-    if (offset < 0 || offset > size) {
-        PyErr_SetString(PyExc_ValueError, "start outside the message");
-        return NULL;
-    }
-    const unsigned char *message = (const unsigned char *)PyBytes_AS_STRING(args[1]);
-    Reader reader = {message + offset, message + size, program->max_field_bytes, program->max_entries};
+/* The event in message[offset:], or None (a new reference either way); NULL only on a real error. */
+static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offset) {
+    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(message);
+    Reader reader = {bytes + offset, bytes + PyBytes_GET_SIZE(message), program->max_field_bytes,
+                     program->max_entries};
     PyObject *values[MAX_FIELDS];
     Py_ssize_t n = program->n, read = 0;
     PyObject *result = NULL;
@@ -311,9 +309,71 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(read_event_doc,
+"read_event(program, message, start) -> event or None\n\n"
+"The event in the schemaless Avro body ``message[start:]`` (bytes) when every field is present\n"
+"and plainly valid, else None (the caller then takes the precise path, which words the error).");
+
+static PyObject *read_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "read_event(program, message: bytes, start: int)");
+        return NULL;
+    }
+    Program *program = PyCapsule_GetPointer(args[0], PROGRAM);
+    if (program == NULL) return NULL;
+    Py_ssize_t offset = PyLong_AsSsize_t(args[2]);
+    if (offset == -1 && PyErr_Occurred()) return NULL;
+    if (offset < 0 || offset > PyBytes_GET_SIZE(args[1])) {
+        PyErr_SetString(PyExc_ValueError, "start outside the message");
+        return NULL;
+    }
+    return read_body(program, args[1], offset);
+}
+
+PyDoc_STRVAR(read_message_doc,
+"read_message(program, message) -> event or None\n\n"
+"The event in ``message`` when it is plain or Confluent-framed Avro (as EventDecoder._parse\n"
+"would read it: not JSON-looking, within the size limit, an allowed schema id) and plainly\n"
+"valid; else None.");
+
+static PyObject *read_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_message(program, message)");
+        return NULL;
+    }
+    Program *program = PyCapsule_GetPointer(args[0], PROGRAM);
+    if (program == NULL) return NULL;
+    PyObject *message = args[1];
+    if (!PyBytes_CheckExact(message)) Py_RETURN_NONE;
+    Py_ssize_t size = PyBytes_GET_SIZE(message);
+    if (size == 0 || size > program->max_message_bytes) Py_RETURN_NONE;
+    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(message);
+    switch (bytes[0]) {
+    case '{': case ' ': case '\t': case '\r': case '\n': /* tried as JSON first */
+        Py_RETURN_NONE;
+    case 0: { /* Confluent framing: 0, a 4-byte big-endian schema id, the body */
+        if (size <= 5) Py_RETURN_NONE;
+        if (program->allowed_schema_ids != Py_None) {
+            unsigned long id = ((unsigned long)bytes[1] << 24) | ((unsigned long)bytes[2] << 16) |
+                               ((unsigned long)bytes[3] << 8) | (unsigned long)bytes[4];
+            PyObject *key = PyLong_FromUnsignedLong(id);
+            if (key == NULL) return NULL;
+            int allowed = PySet_Contains(program->allowed_schema_ids, key);
+            Py_DECREF(key);
+            if (allowed < 0) return NULL;
+            if (!allowed) Py_RETURN_NONE;
+        }
+        return read_body(program, message, 5);
+    }
+    default:
+        return read_body(program, message, 0);
+    }
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_program, METH_VARARGS, compile_doc},
     {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
+    {"read_message", (PyCFunction)(void (*)(void))read_message, METH_FASTCALL, read_message_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -67,8 +67,6 @@ _INT_BOUNDS = (-(1 << 31), 1 << 31)
 _NON_NEGATIVE = frozenset({"bytes", "count", "rows", "label_counts"})
 _CONFLUENT_HEADER = 5
 _WHITESPACE = b" \t\r\n"
-#: First bytes of messages that ``_parse`` tries as JSON first: the compiled Avro reader leaves them to it.
-_MAYBE_JSON = frozenset(b"{" + _WHITESPACE)
 _REASON_CHARS = 300
 _Container = TypeVar("_Container", dict[str, Any], list[Any])
 
@@ -187,8 +185,9 @@ _FIELDS: dict[str, tuple[_Field, ...]] = {
 _KIND_CODES = {"string": 0, "long": 1, "int": 1, "double": 2, "boolean": 3, "enum": 4, "map": 5, "array": 6}
 
 
-def _avro_program(event_type: str, limits: _Limits) -> Any:
-    """The compiled reader of one event schema under ``limits`` (see the top of ``_avrofast.c``)."""
+def _avro_program(event_type: str, limits: _Limits, max_message_bytes: int,
+                  allowed_schema_ids: frozenset[int] | None) -> Any:
+    """The compiled reader of one decoder: its schema, limits and schema ids (see the top of ``_avrofast.c``)."""
     fields = []
     for spec, field in zip(_FIELDS[event_type], load_schema(EVENT_SCHEMAS[event_type])["fields"]):
         avro_type = field["type"]
@@ -203,7 +202,8 @@ def _avro_program(event_type: str, limits: _Limits) -> Any:
         fields.append((_KIND_CODES[spec.kind], null_branch, value_branch, low, high - 1,
                        _KIND_CODES.get(spec.item_kind or "", -1), symbols, max_chars))
     names = tuple(spec.name for spec in _FIELDS[event_type])
-    return _avrofast.compile(EVENT_TYPES[event_type], names, tuple(fields), limits.max_field_bytes, limits.max_map_entries)
+    return _avrofast.compile(EVENT_TYPES[event_type], names, tuple(fields), limits.max_field_bytes,
+                             limits.max_map_entries, max_message_bytes, allowed_schema_ids)
 
 
 def _check_string(spec: _Field, value: object, limits: _Limits) -> str:
@@ -562,30 +562,24 @@ class EventDecoder:
         self.allowed_schema_ids = allowed_schema_ids
         self._schema_name = EVENT_SCHEMAS[event_type]
         self._limits = _Limits(max_field_bytes, max_map_entries)
-        self._compiled = _avro_program(event_type, self._limits) if _avrofast is not None else None
+        self._compiled = None if _avrofast is None else _avro_program(event_type, self._limits, max_message_bytes,
+                                                                       allowed_schema_ids)
 
     def decode(self, raw: bytes) -> Event:
         """The event in ``raw`` (any of the three formats); raises ``DecodeError`` with a readable reason."""
         raw = bytes(raw)
         if len(raw) > self.max_message_bytes:  # before any parsing: size is the cheapest defence
             raise DecodeError(f"message is {len(raw)} bytes, limit {self.max_message_bytes}", "too_large")
-        if self._compiled is not None and (event := self._read_compiled(raw)) is not None:
-            return event
+        if self._compiled is not None and (event := _avrofast.read_message(self._compiled, raw)) is not None:
+            return event  # type: ignore[no-any-return]
         return _build_event(self.event_type, self._parse(raw), self._limits)
 
-    def _read_compiled(self, raw: bytes) -> Event | None:
-        """The event when the compiled reader accepts ``raw`` as the body ``_parse`` would read, else ``None``."""
-        if not raw or raw[0] in _MAYBE_JSON:
-            return None
-        start = 0
-        if raw[0] == 0:
-            if len(raw) <= _CONFLUENT_HEADER:
-                return None
-            schema_id = int.from_bytes(raw[1:_CONFLUENT_HEADER], "big")
-            if self.allowed_schema_ids is not None and schema_id not in self.allowed_schema_ids:
-                return None
-            start = _CONFLUENT_HEADER
-        return _avrofast.read_event(self._compiled, raw, start)  # type: ignore[no-any-return]
+    def read_plain(self, raw: bytes) -> Event | None:
+        """The event when ``raw`` is plainly valid plain or Confluent-framed Avro (the compiled path), else ``None``.
+
+        ``None`` says nothing about validity: ``decode`` then tells the event from the error.
+        """
+        return None if self._compiled is None else _avrofast.read_message(self._compiled, raw)  # type: ignore[no-any-return]
 
     def decode_or_dead_letter(
         self, raw: bytes, *, source_topic: str, partition: int, offset: int, received_at: int

@@ -10,7 +10,7 @@ both use it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol
+from typing import Iterable, Mapping, NamedTuple, Protocol
 
 from detectors.engine import DetectorSet, Engine, EngineOutput, feed_book
 from detectors.events import Event, event_type_name
@@ -21,9 +21,8 @@ from streams.codec import DeadLetter, EventDecoder, decoder_for
 from streams.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One message as it came off a topic."""
+class RawMessage(NamedTuple):
+    """One message as it came off a topic (a tuple: the worker makes one per record, so it must be cheap)."""
 
     topic: str
     partition: int
@@ -162,17 +161,32 @@ class Pipeline:
         per_key: dict[tuple[TopicPartitionKey, str], list[RawMessage]] = {}
         run: list[Event] = []  # consecutive admitted events of one partition, replaying or not
         run_of: tuple[TopicPartitionKey, bool] | None = None
+        partition: TopicPartitionKey | None = None
+        replay_mark, decoder, check_time, capped = -1, None, self.guard.check, bool(self.max_events_per_key)
         for message in messages:
-            partition = (message.topic, message.partition)
-            replaying = message.offset < self.replay_until.get(partition, -1)
-            decoded = self._admit(message, per_key)
-            if isinstance(decoded, DeadLetter):
-                if not replaying:
-                    result.dead_letters.append(decoded)
-                continue
+            topic, partition_number, offset, value, received_at = message
+            if partition is None or partition_number != partition[1] or topic != partition[0]:
+                partition = (topic, partition_number)
+                replay_mark = self.replay_until.get(partition, -1)
+                decoder = self.decoders.get(topic)
+            replaying = offset < replay_mark
+            # The compiled accept path first; whatever it declines takes the full decode, which words the error.
+            decoded = decoder.read_plain(value) if decoder is not None else None
             if decoded is None:
+                decoded = self._decode(message)
+                if isinstance(decoded, DeadLetter):
+                    if not replaying:
+                        result.dead_letters.append(decoded)
+                    continue
+            late = check_time(partition, decoded.ts, received_at)
+            if late is not None:
+                if not replaying:
+                    result.dead_letters.append(DeadLetter(topic, partition_number, offset, received_at, late,
+                                                          "validation", value, event_type_name(decoded)))
                 continue
-            if run_of != (partition, replaying):
+            if capped and not self._within_cap(partition, decoded, message, per_key):
+                continue
+            if run_of is None or run_of[0] is not partition or run_of[1] is not replaying:
                 self._detect(run_of, run, output, replay_output)
                 run, run_of = [], (partition, replaying)
             run.append(decoded)
@@ -196,23 +210,14 @@ class Pipeline:
         findings = self.shard(partition).update_batch(events)
         feed_book(self.book, events, findings, replay_output if replaying else output)
 
-    def _admit(self, message: RawMessage, per_key: dict) -> Event | DeadLetter | None:
-        """The event if it may reach the detectors; a dead letter; or None when it is over its key's cap."""
-        decoded = self._decode(message)
-        if isinstance(decoded, DeadLetter):
-            return decoded
-        partition = (message.topic, message.partition)
-        reason = self.guard.check(partition, decoded.ts, message.received_at)
-        if reason is not None:
-            return DeadLetter(message.topic, message.partition, message.offset, message.received_at, reason,
-                              "validation", message.value, event_type_name(decoded))
-        key = flood_key(decoded) if self.max_events_per_key else None
-        if key is not None:
-            seen = per_key.setdefault((partition, key), [])
-            seen.append(message)
-            if len(seen) > self.max_events_per_key:
-                return None
-        return decoded
+    def _within_cap(self, partition: TopicPartitionKey, event: Event, message: RawMessage, per_key: dict) -> bool:
+        """False when ``event`` is over its key's per-batch cap (it is then shed, not analysed)."""
+        key = flood_key(event)
+        if key is None:
+            return True
+        seen = per_key.setdefault((partition, key), [])
+        seen.append(message)
+        return len(seen) <= self.max_events_per_key
 
     def _flood_dead_letters(self, per_key: dict, result: BatchResult) -> list[DeadLetter]:
         """One dead letter per key that went over its cap in this batch, carrying the first shed message."""

@@ -264,28 +264,38 @@ def test_limits_follow_the_decoder(limits: dict[str, int], fields: dict[str, byt
     assert isinstance(_precise(decoder, body), DecodeError) is not accepted
 
 
-@pytest.mark.parametrize("prefix, allowed, compiled", [
+@pytest.mark.parametrize("prefix, allowed, accepted", [
     (b"", None, True),
     (b"\x00\x00\x00\x00\x07", None, True),
     (b"\x00\x00\x00\x00\x07", frozenset({7}), True),
     (b"\x00\x00\x00\x00\x07", frozenset({8}), False),
+    (b"\x00\x00\x00\x00", None, False),
 ])
-def test_decode_uses_the_compiled_reader_only_where_parse_reads_avro(
-        prefix: bytes, allowed: frozenset[int] | None, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real: Callable[..., Any] = codec._avrofast.read_event  # type: ignore[union-attr]
-    monkeypatch.setattr(codec._avrofast, "read_event", lambda *args: calls.append(1) or real(*args))
+def test_read_plain_takes_what_parse_reads_as_avro(prefix: bytes, allowed: frozenset[int] | None,
+                                                   accepted: bool) -> None:
     decoder = decoder_for("prediction", allowed_schema_ids=allowed)
-    raw = prefix + _body("prediction")
-    if compiled:
-        assert decoder.decode(raw).event_id == "p-1" and calls
-    else:
-        with pytest.raises(DecodeError, match="unknown schema id 7"):
-            decoder.decode(raw)
-        assert not calls
+    event = decoder.read_plain(prefix + _body("prediction"))
+    assert (event is not None) is accepted
+    if event is not None:
+        assert _same_event(event, decoder.decode(prefix + _body("prediction")))
 
 
-def test_json_messages_never_reach_the_compiled_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codec._avrofast, "read_event", lambda *args: pytest.fail("JSON went to the Avro reader"))
+@pytest.mark.parametrize("raw", [
+    b" " + _body("prediction"),  # whitespace first: parse tries JSON first
+    b"{" + _body("prediction")[1:],
+    bytearray(_body("prediction")),  # not bytes: decode copies it first
+    b"",
+])
+def test_read_plain_declines_what_parse_reads_otherwise(raw: bytes) -> None:
+    assert decoder_for("prediction").read_plain(raw) is None
+
+
+def test_read_plain_declines_messages_over_the_size_limit() -> None:
+    body = _body("prediction")
+    assert decoder_for("prediction", max_message_bytes=len(body)).read_plain(body) is not None
+    assert decoder_for("prediction", max_message_bytes=len(body) - 1).read_plain(body) is None
+
+
+def test_json_messages_are_parsed_as_json() -> None:
     assert decoder_for("access").decode(b' {"event_id": "e", "ts": 5, "principal": "p", "action": "read",'
                                         b' "resource_type": "model", "resource": "m"}').event_id == "e"
