@@ -299,3 +299,14 @@ def test_read_plain_declines_messages_over_the_size_limit() -> None:
 def test_json_messages_are_parsed_as_json() -> None:
     assert decoder_for("access").decode(b' {"event_id": "e", "ts": 5, "principal": "p", "action": "read",'
                                         b' "resource_type": "model", "resource": "m"}').event_id == "e"
+
+
+def test_decoded_events_are_left_out_of_cycle_collection() -> None:
+    """Frozen, and holding only strings, numbers and containers of them: they cannot be in a cycle."""
+    import gc
+
+    for event_type, body in [(kind, _body(kind)) for kind in BODIES]:
+        event = decoder_for(event_type).read_plain(body)
+        assert event is not None and not gc.is_tracked(event)
+        assert not any(gc.is_tracked(getattr(event, name)) for name in event.__slots__
+                       if isinstance(getattr(event, name), dict))
