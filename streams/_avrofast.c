@@ -275,6 +275,26 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
     return capsule;
 }
 
+/* object.__new__(cls) and object.__setattr__ per field: exactly what a frozen dataclass's __init__ does.
+ * Borrows ``values``. */
+static PyObject *build(Program *program, PyObject **values) {
+    PyTypeObject *type = (PyTypeObject *)program->cls;
+    PyObject *event = type->tp_alloc(type, 0);
+    if (event == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < program->n; i++) {
+        if (PyObject_GenericSetAttr(event, PyTuple_GET_ITEM(program->names, i), values[i])) {
+            Py_DECREF(event);
+            return NULL;
+        }
+    }
+    /* The event holds only strings, numbers, None, and dicts and tuples of strings and numbers,
+     * and it is frozen: it can never be part of a reference cycle. Taking it off the collector's
+     * lists spares every collection a visit to the many thousands of events detectors keep
+     * waiting for their labels (dicts of atomic values are untracked by CPython already). */
+    PyObject_GC_UnTrack(event);
+    return event;
+}
+
 /* The event in message[offset:], or None (a new reference either way); NULL only on a real error. */
 static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offset) {
     const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(message);
@@ -293,22 +313,7 @@ static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offse
         Py_INCREF(result);
         goto done;
     }
-    /* object.__new__(cls) and object.__setattr__ per field: exactly what a frozen dataclass's __init__ does. */
-    PyTypeObject *type = (PyTypeObject *)program->cls;
-    PyObject *event = type->tp_alloc(type, 0);
-    if (event == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyObject_GenericSetAttr(event, PyTuple_GET_ITEM(program->names, i), values[i])) {
-            Py_DECREF(event);
-            goto done;
-        }
-    }
-    /* The event holds only strings, numbers, None, and dicts and tuples of strings and numbers,
-     * and it is frozen: it can never be part of a reference cycle. Taking it off the collector's
-     * lists spares every collection a visit to the many thousands of events detectors keep
-     * waiting for their labels (dicts of atomic values are untracked by CPython already). */
-    PyObject_GC_UnTrack(event);
-    result = event;
+    result = build(program, values);
 done:
     for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
     return result;
@@ -375,10 +380,110 @@ static PyObject *read_message(PyObject *module, PyObject *const *args, Py_ssize_
     }
 }
 
+/* ---- records (JSON and replay lines): a dict already parsed, checked as codec._fast_reader does ---- */
+
+/* A new reference to the accepted value, or NULL to decline (never with an error set). */
+static PyObject *check_scalar(const FieldSpec *spec, int kind, PyObject *value, Py_ssize_t longest_chars) {
+    switch (kind) {
+    case K_STRING:
+        if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= longest_chars) break;
+        return NULL;
+    case K_INTEGER: {
+        if (!PyLong_CheckExact(value)) return NULL;
+        int overflow;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (number == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        }
+        if (number < spec->low || number > spec->high) return NULL;
+        break;
+    }
+    case K_DOUBLE:
+        if (PyFloat_CheckExact(value) && isfinite(PyFloat_AS_DOUBLE(value))) break;
+        return NULL;
+    case K_ENUM: {
+        if (!PyUnicode_CheckExact(value)) return NULL;
+        int known = PySequence_Contains(spec->symbols, value);
+        if (known < 0) PyErr_Clear();
+        if (known != 1) return NULL; /* an unknown symbol may map to the enum's default: the precise path */
+        break;
+    }
+    default: /* booleans and arrays (data-change consumers) are rare: the precise path */
+        return NULL;
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+static PyObject *check_map(const FieldSpec *spec, PyObject *value, Py_ssize_t max_entries, Py_ssize_t longest_chars) {
+    if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) > max_entries) return NULL;
+    Py_ssize_t position = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(value, &position, &key, &item)) {
+        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) > longest_chars) return NULL;
+        PyObject *checked = check_scalar(spec, spec->item_kind, item, longest_chars);
+        if (checked == NULL) return NULL;
+        Py_DECREF(checked);
+    }
+    PyObject *copy = PyDict_Copy(value);
+    if (copy == NULL) PyErr_Clear();
+    return copy;
+}
+
+PyDoc_STRVAR(read_record_doc,
+"read_record(program, record) -> event or None\n\n"
+"The event of a parsed record (a dict with the schema's field names, as from JSON) when\n"
+"every field is present and plainly valid, with the checks of codec._fast_reader; else None.");
+
+static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_record(program, record)");
+        return NULL;
+    }
+    Program *program = PyCapsule_GetPointer(args[0], PROGRAM);
+    if (program == NULL) return NULL;
+    PyObject *record = args[1];
+    if (!PyDict_CheckExact(record)) Py_RETURN_NONE;
+    /* A str never takes more than 4 UTF-8 bytes per character: longer ones are measured on the precise path. */
+    Py_ssize_t longest_chars = program->max_field_bytes / 4;
+    PyObject *values[MAX_FIELDS];
+    Py_ssize_t n = program->n, read = 0;
+    PyObject *result = NULL;
+    for (; read < n; read++) {
+        const FieldSpec *spec = &program->specs[read];
+        PyObject *value = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(program->names, read));
+        if (value == NULL) break; /* missing (its default is filled in on the precise path), or an error */
+        if (value == Py_None) {
+            if (spec->null_branch < 0) break;
+            Py_INCREF(value);
+            values[read] = value;
+            continue;
+        }
+        if (spec->kind == K_MAP) values[read] = check_map(spec, value, program->max_entries, longest_chars);
+        else values[read] = check_scalar(spec, spec->kind, value, longest_chars);
+        if (values[read] != NULL && spec->max_chars >= 0) {
+            Py_ssize_t chars = PyUnicode_GET_LENGTH(values[read]);
+            if (chars == 0 || chars > spec->max_chars) Py_CLEAR(values[read]);
+        }
+        if (values[read] == NULL) break;
+    }
+    if (read < n) {
+        PyErr_Clear();
+        result = Py_None;
+        Py_INCREF(result);
+    } else {
+        result = build(program, values);
+    }
+    for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_program, METH_VARARGS, compile_doc},
     {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
     {"read_message", (PyCFunction)(void (*)(void))read_message, METH_FASTCALL, read_message_doc},
+    {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
     {NULL, NULL, 0, NULL},
 };
 

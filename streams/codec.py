@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
+import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from detectors.events import EVENT_TYPES, DataChangeEvent, Event, event_type_name
@@ -412,8 +413,20 @@ def _read_fast(event_type: str, record: Mapping[str, Any], limits: _Limits) -> l
     return None if _REJECT in values else values
 
 
+#: Compiled record checks by (event type, max_field_bytes, max_map_entries): plain ints hash faster than _Limits.
+_RECORD_PROGRAMS: dict[tuple[str, int, int], Any] = {}
+
+
 def _build_event(event_type: str, record: object, limits: _Limits) -> Event:
-    if type(record) is dict and (values := _read_fast(event_type, record, limits)) is not None:
+    if _avrofast is not None:  # the same checks as _read_fast, compiled
+        key = (event_type, limits.max_field_bytes, limits.max_map_entries)
+        program = _RECORD_PROGRAMS.get(key)
+        if program is None:
+            program = _RECORD_PROGRAMS[key] = _avro_program(event_type, limits, 0, None)
+        event = _avrofast.read_record(program, record)
+        if event is not None:
+            return event  # type: ignore[no-any-return]
+    elif type(record) is dict and (values := _read_fast(event_type, record, limits)) is not None:
         _check_event_id(values[0])
         return EVENT_TYPES[event_type](*values)  # type: ignore[no-any-return]
     return _build_event_precisely(event_type, record, limits)
@@ -532,9 +545,31 @@ def _looks_like_json(raw: bytes) -> bool:
     return first in _WHITESPACE and raw.lstrip(_WHITESPACE)[:1] == b"{"
 
 
+#: Digits to "0", everything else to " ": 19 zeros in a row then mark a number that may be an integer
+#: beyond 64 bits, which orjson reads as a float and json as an int (a regex search costs 6 times more).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads(text)``, about three times faster: orjson reads it when it can, json otherwise.
+
+    orjson refuses what json alone accepts (``NaN``, ``Infinity``, lone surrogates, numbers
+    beyond a double) and json then reads it, or raises its own error; an integer beyond 64 bits,
+    which orjson would turn into a float, goes to json directly. So the result, or the
+    error, is always json's (``tests/unit/test_json_fast.py`` checks it).
+    """
+    if _LONG_DIGIT_RUN not in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return loads_json(raw.decode("utf-8"))
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit

@@ -19,7 +19,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from detectors.engine import Engine, EngineOutput
 from detectors.events import EVENT_TYPES, Event
-from streams.codec import DecodeError, event_from_record
+from streams.codec import DecodeError, event_from_record, loads_json
 
 MAX_LINE_BYTES = 1 << 20
 #: Events handed to the engine at once: detectors with a micro-batch path amortise over these.
@@ -41,7 +41,7 @@ def parse_line(line: str) -> Event:
     if len(line) > MAX_LINE_BYTES:
         raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
     try:
-        wrapper = json.loads(line)
+        wrapper = loads_json(line)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"not valid JSON: {exc}") from exc
     if not isinstance(wrapper, dict) or "type" not in wrapper or "event" not in wrapper:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import avro.io
 import avro.schema
@@ -625,14 +626,27 @@ def _outcome(build: Callable[[], Event]) -> object:
         return ("error", str(exc), exc.error_kind)
 
 
+@contextlib.contextmanager
+def _fast_path(compiled: bool) -> Iterator[None]:
+    """The compiled record checks (``_avrofast.read_record``), or the Python ones used without the extension."""
+    saved = codec_module._avrofast
+    if not compiled:
+        codec_module._avrofast = None
+    try:
+        yield
+    finally:
+        codec_module._avrofast = saved
+
+
 def _mutations(event_type: str) -> st.SearchStrategy[dict[str, Any]]:
     names = [spec.name for spec in codec_module._FIELDS[event_type]]
     return st.dictionaries(st.sampled_from(names + ["extra"]), _odd_values, max_size=len(names) + 1)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @settings(max_examples=300)
 @given(events, st.data())
-def test_fast_path_agrees_with_the_precise_validator(event: Event, data: st.DataObject) -> None:
+def test_fast_path_agrees_with_the_precise_validator(compiled: bool, event: Event, data: st.DataObject) -> None:
     """Valid records, and the same records with random fields replaced, removed or added."""
     event_type = event_type_name(event)
     record = event_to_record(event)
@@ -641,7 +655,8 @@ def test_fast_path_agrees_with_the_precise_validator(event: Event, data: st.Data
         mutated.pop(name, None)
     limits = codec_module._Limits(max_field_bytes=1 << 16, max_map_entries=data.draw(st.sampled_from([2, 1024])))
     for candidate in (record, mutated):
-        fast = _outcome(lambda: codec_module._build_event(event_type, candidate, limits))
+        with _fast_path(compiled):
+            fast = _outcome(lambda: codec_module._build_event(event_type, candidate, limits))
         precise = _outcome(lambda: codec_module._build_event_precisely(event_type, candidate, limits))
         assert fast == precise
 
@@ -672,9 +687,10 @@ _FIELD_CASES = [(event, spec.name, index) for event in (_access(), _prediction_f
                 for spec in codec_module._FIELDS[event_type_name(event)] for index in range(len(_HOSTILE_VALUES) + 1)]
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize(("event", "field_name", "value_index"), _FIELD_CASES)
 def test_fast_path_agrees_on_every_field_with_every_hostile_value(event: Event, field_name: str,
-                                                                   value_index: int) -> None:
+                                                                   value_index: int, compiled: bool) -> None:
     """Each field of each event type set to each awkward value (or removed): same event or same error."""
     record = event_to_record(event)
     if value_index == len(_HOSTILE_VALUES):
@@ -683,6 +699,7 @@ def test_fast_path_agrees_on_every_field_with_every_hostile_value(event: Event, 
         record[field_name] = _HOSTILE_VALUES[value_index]
     limits = codec_module._Limits()
     event_type = event_type_name(event)
-    fast = _outcome(lambda: codec_module._build_event(event_type, record, limits))
+    with _fast_path(compiled):
+        fast = _outcome(lambda: codec_module._build_event(event_type, record, limits))
     precise = _outcome(lambda: codec_module._build_event_precisely(event_type, record, limits))
     assert repr(fast) == repr(precise)  # repr: nan != nan, but a wrongly accepted nan shows in the text
