@@ -261,13 +261,14 @@ class ModelVersions:
         self.max_versions = max_versions
         self._models: OrderedDict[str, OrderedDict[str, Deploy]] = OrderedDict()
 
-    def observe(self, event: Event, model_has_open_incident: bool) -> None:
+    def observe(self, event: Event, model_has_open_incident: Callable[[str], bool]) -> None:
+        """Record a deploy, or count a clean prediction towards its version becoming known-good."""
         if isinstance(event, AccessEvent) and event.action == "deploy" and event.outcome == "success":
             self._record_deploy(event)
-        elif isinstance(event, PredictionEvent) and not event.is_feedback and not model_has_open_incident:
+        elif isinstance(event, PredictionEvent) and not event.is_feedback:
             deploys = self._models.get(event.model_id)
             deploy = deploys.get(event.model_version) if deploys is not None else None
-            if deploy is not None and not deploy.known_good:
+            if deploy is not None and not deploy.known_good and not model_has_open_incident(event.model_id):
                 deploy.clean_predictions += 1
                 deploy.known_good = deploy.clean_predictions >= self.known_good_after
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from detectors.containment import ContainmentPolicy, EnforceBudget, ModelVersions, downgrade
 from detectors.correlation import CaseLink, CaseLinker
@@ -167,8 +167,7 @@ class IncidentBook:
         """Event time moved on: record evidence, count affected predictions, resolve and expire."""
         if event.ts > self.watermark:
             self.watermark = event.ts
-        model_id = event.model_id if isinstance(event, PredictionEvent) else None
-        self.versions.observe(event, model_id is not None and self._model_has_open_incident(model_id))
+        self.versions.observe(event, self._model_has_open_incident)
         if self._by_asset:
             for tracked in self._touched_by(event):
                 self._record(tracked, event, output)
@@ -300,14 +299,14 @@ class IncidentBook:
 
     # ---- evidence and impact -------------------------------------------------------------
 
-    def _touched_by(self, event: Event) -> Iterator[_Tracked]:
-        keys: set[Key] = set()
-        for asset in _event_assets(event):
-            keys |= self._by_asset.get(asset, set())
-        for key in sorted(keys):
-            tracked = self._tracked.get(key)
-            if tracked is not None and tracked.is_open:
-                yield tracked
+    def _touched_by(self, event: Event) -> list[_Tracked]:
+        """The open incidents on an asset of ``event``, by key (the hot path: most events touch none)."""
+        by_asset = self._by_asset
+        found = [keys for asset in _event_assets(event) if (keys := by_asset.get(asset))]
+        if not found:
+            return []
+        keys = found[0] if len(found) == 1 else set().union(*found)
+        return [tracked for key in sorted(keys) if (tracked := self._tracked.get(key)) is not None and tracked.is_open]
 
     def _record(self, tracked: _Tracked, event: Event, output: EngineOutput) -> None:
         incident = tracked.incident

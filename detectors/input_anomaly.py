@@ -332,10 +332,20 @@ class InputAnomalyDetector:
             self._judged += 1
             if anomalous:
                 self._flagged += 1
-            if event.principal is None:
+            name = event.principal
+            if name is None:
                 continue
-            principal = lru_get(principals, event.principal, max_principals, _PrincipalState)
-            principal.add(event.ts, anomalous, window_minutes)
+            principal = principals.get(name)  # lru_get and _PrincipalState.add, inlined for the common case
+            if principal is None:
+                principal = lru_get(principals, name, max_principals, _PrincipalState)
+            else:
+                principals.move_to_end(name)
+            buckets, minute = principal.buckets, event.ts // MINUTE_MS
+            if not anomalous and buckets and buckets[-1][0] == minute and buckets[0][0] > minute - window_minutes:
+                buckets[-1][1] += 1  # a normal event in the current minute, no minute leaving the window
+                principal.events += 1
+            else:
+                principal.add(event.ts, anomalous, window_minutes)
             if principal.anomalies < min_anomalies and not principal.reported:
                 continue  # too few anomalies to alarm, and nothing to re-arm
             finding = self._judge_principal(event, principal)

@@ -479,11 +479,38 @@ static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t
     return result;
 }
 
+/* ---- JSON text: where orjson and json could disagree ---- */
+
+PyDoc_STRVAR(has_long_digit_run_doc,
+"has_long_digit_run(text, digits) -> bool\n\n"
+"Whether ``text`` holds ``digits`` ASCII digits in a row (codec.loads_json: a number that\n"
+"may be an integer beyond 64 bits, which orjson reads as a float and json as an int).");
+
+static PyObject *has_long_digit_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "has_long_digit_run(text: str, digits: int)");
+        return NULL;
+    }
+    Py_ssize_t digits = PyLong_AsSsize_t(args[1]);
+    if (digits == -1 && PyErr_Occurred()) return NULL;
+    PyObject *text = args[0];
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text), run = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 character = PyUnicode_READ(kind, data, i);
+        run = (character >= '0' && character <= '9') ? run + 1 : 0;
+        if (run >= digits) Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_program, METH_VARARGS, compile_doc},
     {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
     {"read_message", (PyCFunction)(void (*)(void))read_message, METH_FASTCALL, read_message_doc},
     {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
+    {"has_long_digit_run", (PyCFunction)(void (*)(void))has_long_digit_run, METH_FASTCALL, has_long_digit_run_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -545,10 +545,15 @@ def _looks_like_json(raw: bytes) -> bool:
     return first in _WHITESPACE and raw.lstrip(_WHITESPACE)[:1] == b"{"
 
 
-#: Digits to "0", everything else to " ": 19 zeros in a row then mark a number that may be an integer
-#: beyond 64 bits, which orjson reads as a float and json as an int (a regex search costs 6 times more).
+#: A number of this many digits may be an integer beyond 64 bits, which orjson reads as a float and json as an int.
+_LONG_DIGIT_RUN = 19
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
-_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _has_long_digit_run(text: str) -> bool:
+    if _avrofast is not None:
+        return _avrofast.has_long_digit_run(text, _LONG_DIGIT_RUN)  # type: ignore[no-any-return]
+    return b"0" * _LONG_DIGIT_RUN in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS)
 
 
 def loads_json(text: str) -> Any:
@@ -559,7 +564,7 @@ def loads_json(text: str) -> Any:
     which orjson would turn into a float, goes to json directly. So the result, or the
     error, is always json's (``tests/unit/test_json_fast.py`` checks it).
     """
-    if _LONG_DIGIT_RUN not in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS):
+    if not _has_long_digit_run(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

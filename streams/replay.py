@@ -60,7 +60,7 @@ def parse_line(line: str) -> Event:
 def iter_events(lines: Iterable[str], report: ReplayReport) -> Iterator[Event]:
     """Parse lines, recording bad ones in ``report.dead_letters`` instead of stopping."""
     for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line or line.isspace():  # isspace, unlike strip, copies nothing
             continue
         report.lines += 1
         try:

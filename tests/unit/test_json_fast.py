@@ -53,3 +53,20 @@ def test_damaged_documents_fail_or_read_as_json_reads_them(value: Any, data: st.
 ])
 def test_edge_cases_read_as_json_reads_them(text: str) -> None:
     assert _outcome(loads_json, text) == _outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("text, expected", [
+    ("1234567890123456789", True), ("123456789012345678", False), ('{"a": 123456789012345678, "b": 1}', False),
+    ("é1234567890123456789", True), ("\U0001f6001234567890123456789x", True), ("١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩", False),
+    ("", False),
+])
+def test_long_digit_runs_are_found(text: str, expected: bool, compiled: bool) -> None:
+    from streams import codec
+
+    saved = codec._avrofast
+    codec._avrofast = saved if compiled else None
+    try:
+        assert codec._has_long_digit_run(text) is expected
+    finally:
+        codec._avrofast = saved
