@@ -42,7 +42,29 @@ typedef struct {
     const unsigned char *end;
     Py_ssize_t max_field_bytes;
     Py_ssize_t max_entries;
+    PyObject *shared; /* str -> the same str: one object per distinct short string (see share) */
 } Reader;
+
+/* Strings up to this many bytes are shared: model ids, versions, principals, segment and feature
+ * names and values repeat in every event, and detectors keep thousands of events waiting for
+ * labels. One object per distinct value saves ~0.8 KB per kept prediction, and its hash is
+ * computed once. The table is emptied when it reaches SHARED_MAX entries, so a flood of
+ * distinct values costs a bounded amount of memory. */
+#define SHARED_MAX_BYTES 64
+#define SHARED_MAX 65536
+
+/* ``text`` (a new reference, consumed) or the equal string already shared. */
+static PyObject *share(PyObject *shared, PyObject *text) {
+    if (PyDict_GET_SIZE(shared) >= SHARED_MAX) PyDict_Clear(shared);
+    PyObject *canonical = PyDict_SetDefault(shared, text, text);
+    if (canonical == NULL) {
+        PyErr_Clear();
+        return text;
+    }
+    Py_INCREF(canonical);
+    Py_DECREF(text);
+    return canonical;
+}
 
 /* Zigzag varint (Avro int and long). Returns 0 on success. */
 static int read_long(Reader *r, int64_t *out) {
@@ -60,7 +82,7 @@ static int read_long(Reader *r, int64_t *out) {
     return -1;
 }
 
-static PyObject *read_string(Reader *r) {
+static PyObject *read_string(Reader *r, int shared) {
     int64_t length;
     if (read_long(r, &length) || length < 0 || length > r->end - r->at || length > r->max_field_bytes) return NULL;
     PyObject *text = PyUnicode_DecodeUTF8((const char *)r->at, (Py_ssize_t)length, NULL);
@@ -69,14 +91,14 @@ static PyObject *read_string(Reader *r) {
         return NULL;
     }
     r->at += length;
-    return text;
+    return shared && length <= SHARED_MAX_BYTES ? share(r->shared, text) : text;
 }
 
 static PyObject *read_scalar(Reader *r, int kind, const FieldSpec *spec) {
     int64_t number;
     switch (kind) {
     case K_STRING:
-        return read_string(r);
+        return read_string(r, spec->max_chars < 0); /* not event ids: each is new */
     case K_INTEGER:
         if (read_long(r, &number) || number < spec->low || number > spec->high) return NULL;
         return PyLong_FromLongLong(number);
@@ -124,7 +146,7 @@ static PyObject *read_map(Reader *r, const FieldSpec *spec) {
         total += count;
         if (total > r->max_entries) goto reject;
         for (int64_t i = 0; i < count; i++) {
-            PyObject *key = read_string(r);
+            PyObject *key = read_string(r, 1);
             if (key == NULL) goto reject;
             PyObject *value = read_scalar(r, spec->item_kind, spec);
             if (value == NULL) {
@@ -197,6 +219,7 @@ typedef struct {
     Py_ssize_t max_entries;
     Py_ssize_t max_message_bytes;
     PyObject *allowed_schema_ids; /* owned set of int, or Py_None: any id */
+    PyObject *shared;             /* owned dict: the shared strings of this program's events */
     FieldSpec specs[MAX_FIELDS];
 } Program;
 
@@ -209,6 +232,7 @@ static void program_free(PyObject *capsule) {
     Py_XDECREF(program->names);
     Py_XDECREF(program->fields);
     Py_XDECREF(program->allowed_schema_ids);
+    Py_XDECREF(program->shared);
     PyMem_Free(program);
 }
 
@@ -252,6 +276,11 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
             return NULL;
         }
     }
+    program->shared = PyDict_New();
+    if (program->shared == NULL) {
+        PyMem_Free(program);
+        return NULL;
+    }
     program->n = n;
     program->max_field_bytes = max_field_bytes;
     program->max_entries = max_entries;
@@ -270,6 +299,7 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
         Py_DECREF(names);
         Py_DECREF(fields);
         Py_DECREF(allowed);
+        Py_DECREF(program->shared);
         PyMem_Free(program);
     }
     return capsule;
@@ -299,7 +329,7 @@ static PyObject *build(Program *program, PyObject **values) {
 static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offset) {
     const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(message);
     Reader reader = {bytes + offset, bytes + PyBytes_GET_SIZE(message), program->max_field_bytes,
-                     program->max_entries};
+                     program->max_entries, program->shared};
     PyObject *values[MAX_FIELDS];
     Py_ssize_t n = program->n, read = 0;
     PyObject *result = NULL;

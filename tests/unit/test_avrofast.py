@@ -310,3 +310,26 @@ def test_decoded_events_are_left_out_of_cycle_collection() -> None:
         assert event is not None and not gc.is_tracked(event)
         assert not any(gc.is_tracked(getattr(event, name)) for name in event.__slots__
                        if isinstance(getattr(event, name), dict))
+
+
+def test_repeated_strings_are_shared_and_event_ids_are_not() -> None:
+    decoder = decoder_for("prediction")
+    first, second = decoder.read_plain(_body("prediction")), decoder.read_plain(_body("prediction"))
+    assert first is not None and second is not None
+    assert first.model_id is second.model_id and first.principal is second.principal
+    assert list(first.segment)[0] is list(second.segment)[0] and first.segment["region"] is second.segment["region"]
+    assert list(first.features)[0] is list(second.features)[0]
+    assert first.event_id == second.event_id and first.event_id is not second.event_id
+
+
+def test_many_distinct_strings_still_decode_exactly() -> None:
+    """More distinct values than the shared table holds (it is emptied when full)."""
+    decoder = decoder_for("prediction")
+    for index in range(70_000):
+        model_id = f"model-{index}"
+        event = decoder.read_plain(_body("prediction", model_id=_text(model_id), segment=_string_map({"k": model_id})))
+        assert event is not None and event.model_id == model_id and event.segment == {"k": model_id}
+    long_text = "x" * 65  # longer than shared strings: each its own object
+    first = decoder.read_plain(_body("prediction", model_id=_text(long_text)))
+    second = decoder.read_plain(_body("prediction", model_id=_text(long_text)))
+    assert first is not None and second is not None and first.model_id == second.model_id == long_text
