@@ -66,6 +66,12 @@ static PyObject *share(PyObject *shared, PyObject *text) {
     return canonical;
 }
 
+/* A new reference to the shared string equal to ``text`` (borrowed), when short enough to share. */
+static PyObject *share_existing(PyObject *shared, PyObject *text) {
+    Py_INCREF(text);
+    return PyUnicode_GET_LENGTH(text) <= SHARED_MAX_BYTES ? share(shared, text) : text;
+}
+
 /* Zigzag varint (Avro int and long). Returns 0 on success. */
 static int read_long(Reader *r, int64_t *out) {
     uint64_t value = 0;
@@ -413,11 +419,12 @@ static PyObject *read_message(PyObject *module, PyObject *const *args, Py_ssize_
 /* ---- records (JSON and replay lines): a dict already parsed, checked as codec._fast_reader does ---- */
 
 /* A new reference to the accepted value, or NULL to decline (never with an error set). */
-static PyObject *check_scalar(const FieldSpec *spec, int kind, PyObject *value, Py_ssize_t longest_chars) {
+static PyObject *check_scalar(const FieldSpec *spec, int kind, PyObject *value, Py_ssize_t longest_chars,
+                              PyObject *shared) {
     switch (kind) {
     case K_STRING:
-        if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= longest_chars) break;
-        return NULL;
+        if (!PyUnicode_CheckExact(value) || PyUnicode_GET_LENGTH(value) > longest_chars) return NULL;
+        return spec->max_chars < 0 ? share_existing(shared, value) : (Py_INCREF(value), value);
     case K_INTEGER: {
         if (!PyLong_CheckExact(value)) return NULL;
         int overflow;
@@ -446,19 +453,29 @@ static PyObject *check_scalar(const FieldSpec *spec, int kind, PyObject *value, 
     return value;
 }
 
-static PyObject *check_map(const FieldSpec *spec, PyObject *value, Py_ssize_t max_entries, Py_ssize_t longest_chars) {
+/* A copy of the map with shared keys and string values, or NULL to decline. */
+static PyObject *check_map(const FieldSpec *spec, PyObject *value, Py_ssize_t max_entries, Py_ssize_t longest_chars,
+                           PyObject *shared) {
     if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) > max_entries) return NULL;
+    PyObject *copy = PyDict_New();
+    if (copy == NULL) goto decline;
     Py_ssize_t position = 0;
     PyObject *key, *item;
     while (PyDict_Next(value, &position, &key, &item)) {
-        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) > longest_chars) return NULL;
-        PyObject *checked = check_scalar(spec, spec->item_kind, item, longest_chars);
-        if (checked == NULL) return NULL;
+        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) > longest_chars) goto decline;
+        PyObject *checked = check_scalar(spec, spec->item_kind, item, longest_chars, shared);
+        if (checked == NULL) goto decline;
+        PyObject *shared_key = share_existing(shared, key);
+        int failed = PyDict_SetItem(copy, shared_key, checked);
+        Py_DECREF(shared_key);
         Py_DECREF(checked);
+        if (failed) goto decline;
     }
-    PyObject *copy = PyDict_Copy(value);
-    if (copy == NULL) PyErr_Clear();
     return copy;
+decline:
+    PyErr_Clear();
+    Py_XDECREF(copy);
+    return NULL;
 }
 
 PyDoc_STRVAR(read_record_doc,
@@ -490,8 +507,8 @@ static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t
             values[read] = value;
             continue;
         }
-        if (spec->kind == K_MAP) values[read] = check_map(spec, value, program->max_entries, longest_chars);
-        else values[read] = check_scalar(spec, spec->kind, value, longest_chars);
+        if (spec->kind == K_MAP) values[read] = check_map(spec, value, program->max_entries, longest_chars, program->shared);
+        else values[read] = check_scalar(spec, spec->kind, value, longest_chars, program->shared);
         if (values[read] != NULL && spec->max_chars >= 0) {
             Py_ssize_t chars = PyUnicode_GET_LENGTH(values[read]);
             if (chars == 0 || chars > spec->max_chars) Py_CLEAR(values[read]);

@@ -460,9 +460,10 @@ def event_from_record(
     Unknown keys are ignored so publishers can add fields ahead of the schema; raises
     ``DecodeError`` with a readable reason otherwise.
     """
-    _event_type_known(event_type)
+    if event_type not in EVENT_SCHEMAS:
+        _event_type_known(event_type)
     limits = _DEFAULT_LIMITS
-    if (max_field_bytes, max_map_entries) != (limits.max_field_bytes, limits.max_map_entries):
+    if max_field_bytes != limits.max_field_bytes or max_map_entries != limits.max_map_entries:
         limits = _Limits(max_field_bytes, max_map_entries)
     return _build_event(event_type, record, limits)
 

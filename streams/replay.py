@@ -44,15 +44,15 @@ def parse_line(line: str) -> Event:
         wrapper = loads_json(line)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"not valid JSON: {exc}") from exc
-    if not isinstance(wrapper, dict) or "type" not in wrapper or "event" not in wrapper:
+    if type(wrapper) is not dict or "type" not in wrapper or "event" not in wrapper:
         raise ValueError('expected an object {"type": ..., "event": {...}}')
-    event_type = wrapper["type"]
-    if event_type not in EVENT_TYPES:
+    event_type, record = wrapper["type"], wrapper["event"]
+    if type(event_type) is not str or event_type not in EVENT_TYPES:
         raise ValueError(f"unknown type {event_type!r}; expected one of {sorted(EVENT_TYPES)}")
-    if not isinstance(wrapper["event"], dict):
+    if type(record) is not dict:
         raise ValueError("'event' must be a JSON object")
     try:
-        return event_from_record(event_type, wrapper["event"])
+        return event_from_record(event_type, record)
     except DecodeError as exc:
         raise ValueError(str(exc)) from exc
 
