@@ -453,7 +453,7 @@ static PyObject *check_scalar(const FieldSpec *spec, int kind, PyObject *value, 
     return value;
 }
 
-/* A copy of the map with shared keys and string values, or NULL to decline. */
+/* A copy of the map with shared string values, or NULL to decline. */
 static PyObject *check_map(const FieldSpec *spec, PyObject *value, Py_ssize_t max_entries, Py_ssize_t longest_chars,
                            PyObject *shared) {
     if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) > max_entries) return NULL;
@@ -465,9 +465,7 @@ static PyObject *check_map(const FieldSpec *spec, PyObject *value, Py_ssize_t ma
         if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) > longest_chars) goto decline;
         PyObject *checked = check_scalar(spec, spec->item_kind, item, longest_chars, shared);
         if (checked == NULL) goto decline;
-        PyObject *shared_key = share_existing(shared, key);
-        int failed = PyDict_SetItem(copy, shared_key, checked);
-        Py_DECREF(shared_key);
+        int failed = PyDict_SetItem(copy, key, checked); /* keys: orjson already shares them */
         Py_DECREF(checked);
         if (failed) goto decline;
     }
