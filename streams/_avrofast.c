@@ -331,6 +331,20 @@ static PyObject *build(Program *program, PyObject **values) {
     return event;
 }
 
+/* The event built from the ``read`` values (when ``accepted``) or None; releases the values either way. */
+static PyObject *finish(Program *program, PyObject **values, Py_ssize_t read, int accepted) {
+    PyObject *result;
+    if (accepted) {
+        result = build(program, values);
+    } else {
+        PyErr_Clear();
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
+    return result;
+}
+
 /* The event in message[offset:], or None (a new reference either way); NULL only on a real error. */
 static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offset) {
     const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(message);
@@ -338,21 +352,12 @@ static PyObject *read_body(Program *program, PyObject *message, Py_ssize_t offse
                      program->max_entries, program->shared};
     PyObject *values[MAX_FIELDS];
     Py_ssize_t n = program->n, read = 0;
-    PyObject *result = NULL;
     for (; read < n; read++) {
         values[read] = read_field(&reader, &program->specs[read]);
         if (values[read] == NULL) break;
     }
-    if (read < n || reader.at != reader.end) { /* a field the fast path does not accept, or trailing bytes */
-        PyErr_Clear();
-        result = Py_None;
-        Py_INCREF(result);
-        goto done;
-    }
-    result = build(program, values);
-done:
-    for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
-    return result;
+    /* Declined: a field the fast path does not accept, or trailing bytes. */
+    return finish(program, values, read, read == n && reader.at == reader.end);
 }
 
 PyDoc_STRVAR(read_event_doc,
@@ -494,7 +499,6 @@ static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t longest_chars = program->max_field_bytes / 4;
     PyObject *values[MAX_FIELDS];
     Py_ssize_t n = program->n, read = 0;
-    PyObject *result = NULL;
     for (; read < n; read++) {
         const FieldSpec *spec = &program->specs[read];
         PyObject *value = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(program->names, read));
@@ -513,15 +517,7 @@ static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         if (values[read] == NULL) break;
     }
-    if (read < n) {
-        PyErr_Clear();
-        result = Py_None;
-        Py_INCREF(result);
-    } else {
-        result = build(program, values);
-    }
-    for (Py_ssize_t i = 0; i < read; i++) Py_DECREF(values[i]);
-    return result;
+    return finish(program, values, read, read == n);
 }
 
 /* ---- JSON text: where orjson and json could disagree ---- */
