@@ -109,13 +109,18 @@ async def _run_worker(settings: Settings) -> int:
     worker = Worker(settings, IncidentStore(client, settings.clickhouse_database), bootstrap)
     host = build_host(settings, worker)
     try:
-        await host.start()  # starts the worker as one of the Faust app's services
+        # The worker first: the Faust app's own group join (the acks agent) takes seconds, more after a crash
+        # while the coordinator waits out the dead member, and detection need not wait for it.
+        await worker.start()
+        await host.start()  # the acks agent and /health; it stops the worker as one of its services
         if settings.web_port:
             logging.getLogger("mlsentry").info("health and stats on http://%s:%d/health, /stats",
                                                settings.web_host, settings.web_port)
         await stop.wait()
     finally:
         await host.stop()
+        if worker.running:  # the host failed before its services started, so it did not stop the worker
+            await worker.stop()
         client.close()
         if broker:
             broker.stop()

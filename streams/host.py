@@ -2,7 +2,9 @@
 
 `mlsentry worker` runs inside a ``faust.App``:
 
-* the app starts and stops the detection worker as one of its services;
+* the app stops the detection worker as one of its services (and starts it, unless the
+  caller did first: ``mlsentry worker`` does, so that detection does not wait for the
+  app's own consumer group, which after a crash waits out the dead member);
 * a Faust agent consumes responders' acknowledgements (``topic_containment_acks``) so
   the worker knows which containment commands reached someone (:mod:`streams.acks`);
 * its web server answers ``GET /health`` (200 while the worker consumes and its last
@@ -89,10 +91,11 @@ def build_host(settings: Settings, worker: Worker, acks: AckTracker | None = Non
             acks.record(raw)
 
     class DetectionService(Service):
-        """Starts the detection worker with the app and stops it before the app's transport."""
+        """Starts the detection worker with the app (unless it runs already) and stops it before the app's transport."""
 
         async def on_start(self) -> None:
-            await worker.start()
+            if not worker.running:
+                await worker.start()
 
         async def on_stop(self) -> None:
             await worker.stop()

@@ -70,6 +70,11 @@ class Settings:
     batch_within_s: float = 0.05
     #: Kafka consumer-group session timeout. Real Kafka rejects values under 6 s by default.
     session_timeout_s: float = 10.0
+    #: Static group membership (KIP-345): a stable id per worker (a StatefulSet pod name, say). A worker
+    #: restarted with the same id takes its partitions back at once instead of waiting for the group to
+    #: expire its dead predecessor; a worker that does not come back keeps its partitions unread until
+    #: its session times out. Empty: dynamic membership.
+    group_instance_id: str = ""
     max_message_bytes: int = 1 << 20
     #: HTTP port of the worker's Faust web server (GET /health, GET /stats); 0 turns it off.
     web_port: int = 6066

@@ -163,6 +163,7 @@ class Worker:
         session_ms = int(settings.session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=settings.group_id, client_id="mlsentry-worker",
+            group_instance_id=settings.group_instance_id or None,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=settings.batch_size,
             # The broker may hold a fetch this long when it has nothing new; tansu does not answer early
             # when data arrives, so aiokafka's 500 ms default became every event's latency.

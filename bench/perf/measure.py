@@ -33,21 +33,27 @@ from streams.worker import Worker
 
 
 def bench_settings(bootstrap: str, tag: str, data_dir: Path, **overrides: Any) -> Settings:
-    return Settings.load(
-        environ={}, bootstrap_servers=bootstrap, group_id=f"bench-{tag}", topic_predictions=f"{tag}.predictions",
+    values: dict[str, Any] = dict(
+        bootstrap_servers=bootstrap, group_id=f"bench-{tag}", topic_predictions=f"{tag}.predictions",
         topic_access=f"{tag}.access", topic_data_changes=f"{tag}.data_changes", topic_incidents=f"{tag}.incidents",
         topic_containment=f"{tag}.containment", topic_dead_letter=f"{tag}.dead_letter", topic_partitions=4,
-        data_dir=str(data_dir), session_timeout_s=2.0, **overrides,
+        data_dir=str(data_dir), session_timeout_s=2.0,
     )
+    return Settings.load(environ={}, **(values | overrides))
 
 
 async def publish_workload(settings: Settings, bootstrap: str, workload: Workload) -> float:
+    return await publish_messages(settings, bootstrap, workload.messages)
+
+
+async def publish_messages(settings: Settings, bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> float:
+    """Publish prepared (kind, key, value) messages to ``settings``' input topics; seconds taken."""
     await ensure_topics(settings, bootstrap)
     topics = {kind: topic for topic, kind in settings.input_topics.items()}
     producer = await start_producer(bootstrap)
     started = time.perf_counter()
     try:
-        futures = [await producer.send(topics[kind], value=value, key=key) for kind, key, value in workload.messages]
+        futures = [await producer.send(topics[kind], value=value, key=key) for kind, key, value in messages]
         for future in futures:
             await future
     finally:
@@ -107,7 +113,8 @@ async def worker_end_to_end(settings: Settings, bootstrap: str, n_messages: int)
         client.close()
     processing = done - first[0]
     return {"events": worker.stats.events, "seconds": processing, "startup_s": first[0] - started,
-            "events_per_s": worker.stats.events / processing, "incidents": worker.stats.incidents}
+            "events_per_s": worker.stats.events / processing, "incidents": worker.stats.incidents,
+            "session_timeout_s": settings.session_timeout_s}
 
 
 def replay_throughput(workload: Workload, settings: Settings) -> dict[str, Any]:

@@ -26,12 +26,14 @@ pytestmark = pytest.mark.integration
 KILL_AT_S = 5500  # score drift starts at 5400 s of the scenario and is detected at ~5568 s
 
 
-async def test_sigkill_mid_stream_then_restart_reports_every_attack_once(embedded_broker, tmp_path: Path):
+@pytest.mark.parametrize("group_instance_id", ["", "worker-a"], ids=["dynamic-membership", "static-membership"])
+async def test_sigkill_mid_stream_then_restart_reports_every_attack_once(embedded_broker, tmp_path: Path,
+                                                                          group_instance_id: str):
     bootstrap = embedded_broker.bootstrap_servers
     settings = isolated_settings(
         tmp_path, bootstrap, clickhouse_dsn=f"chdb://{tmp_path / 'chdb'}", snapshot_key="recovery-test-key",
         topic_snapshots=f"{tmp_path.name[-12:]}.snapshots", snapshot_every_events=1500, snapshot_every_s=1.0,
-        batch_size=500,
+        batch_size=500, group_instance_id=group_instance_id,
     )
     settings = settings.replace(topic_snapshots=f"{settings.group_id}.snapshots")
     await ensure_topics(settings, bootstrap)
@@ -59,7 +61,7 @@ async def test_sigkill_mid_stream_then_restart_reports_every_attack_once(embedde
         recovery_s = await wait_until(lambda: caught_up(settings, bootstrap), 180, "the restarted worker to catch up")
     finally:
         assert stop_worker(second) == 0
-    print(f"\nrecovery: restarted worker caught up with {len(after)} events in {recovery_s:.1f}s "
+    print(f"\nrecovery ({group_instance_id or 'dynamic'}): restarted worker caught up with {len(after)} events in {recovery_s:.1f}s "
           f"(process start included; {time.monotonic() - restarted_at:.1f}s to clean stop)")
 
     log = (tmp_path / "worker-2.log").read_text()
