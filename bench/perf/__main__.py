@@ -39,7 +39,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         results["publish_s"] = await measure.publish_workload(settings, bootstrap, workload)
         results["transport"] = await measure.transport_ceiling(settings, bootstrap, len(workload.messages))
         print("transport", results["transport"], flush=True)
-        results["worker"] = await measure.worker_end_to_end(settings, bootstrap, len(workload.messages))
+        # The better of two runs, as for the ceiling it is compared with (each run: a new group, a new chDB).
+        runs = [await measure.worker_end_to_end(measure.bench_settings(bootstrap, "e2e", Path(tmp) / f"e2e-{run}",
+                                                                       group_id=f"bench-e2e-{run}"),
+                                                bootstrap, len(workload.messages))
+                for run in range(2)]
+        results["worker"] = max(runs, key=lambda run: run["events_per_s"])
+        results["worker"]["runs_events_per_s"] = [run["events_per_s"] for run in runs]
         print("worker", results["worker"], flush=True)
         results["replay"] = measure.replay_throughput(workload, settings)
         print("replay", results["replay"], flush=True)
@@ -76,7 +82,8 @@ def _table(results: dict[str, Any], args: argparse.Namespace) -> str:
     rows = [
         ("1. transport ceiling (raw aiokafka getmany)", f"{transport['events_per_s']:,.0f} events/s", ""),
         ("2. worker end to end (decode, all detectors, chDB, Kafka outputs)", f"{worker['events_per_s']:,.0f} events/s",
-         f"{worker['events_per_s'] / transport['events_per_s']:.1%} of (1); group join + start {worker['startup_s']:.1f} s "
+         f"{worker['events_per_s'] / transport['events_per_s']:.1%} of (1); better of two runs "
+         f"({', '.join(f'{rate:,.0f}' for rate in worker['runs_events_per_s'])}); group join + start {worker['startup_s']:.1f} s "
          f"(session timeout {worker['session_timeout_s']:g} s: tansu holds a join for about half of it); target >= 25%"),
         ("3. replay (JSON lines, all detectors, no broker)", f"{replay['events_per_s']:,.0f} events/s",
          f"engine alone {replay['engine_events_per_s']:,.0f} events/s; target >= 100,000"),
