@@ -10,6 +10,12 @@
  * error. So a reject can never change an outcome; an accept must equal the precise result,
  * which tests/unit/test_avrofast.py checks field by field on hostile bodies.
  *
+ * Entry points: read_message (a message as EventDecoder._parse would read it: plain or
+ * Confluent-framed Avro), read_event (an Avro body at an offset; tests), read_record (a dict
+ * parsed from JSON, with the checks of codec._fast_reader) and has_long_digit_run (where
+ * orjson and json could disagree). Events are built without their dataclass __init__, taken
+ * off the cycle collector's lists, and share repeated short strings (see share()).
+ *
  * codec.py compiles one program per decoder with compile(event_class, field_names, fields,
  * max_field_bytes, max_entries, max_message_bytes, allowed_schema_ids), fields a tuple of
  *   (kind, null_branch, value_branch, low, high_inclusive, item_kind, symbols, max_chars)
@@ -20,7 +26,6 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 enum { K_STRING = 0, K_INTEGER = 1, K_DOUBLE = 2, K_BOOLEAN = 3, K_ENUM = 4, K_MAP = 5, K_ARRAY = 6 };
 

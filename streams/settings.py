@@ -227,6 +227,23 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    def to_environ(self) -> dict[str, str]:
+        """Every setting as its ``MLSENTRY_*`` variable (secrets included): ``load`` reads them back unchanged.
+
+        For starting ``mlsentry worker`` processes with exactly these settings (tests, benchmarks).
+        """
+        environ = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            environ[env_var(spec.name)] = text
+        return environ
+
 
 def env_var(field_name: str) -> str:
     """The environment variable that sets ``field_name``."""

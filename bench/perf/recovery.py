@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.perf.measure import bench_settings, publish_messages
 from bench.perf.workload import Workload
-from streams.settings import Settings, env_var
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes ``mlsentry worker`` load exactly ``settings``."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MLSENTRY_")}
-    for spec in fields(settings):
-        value = getattr(settings, spec.name)
-        text = ("true" if value else "false") if isinstance(value, bool) else \
-            ",".join(value) if isinstance(value, tuple) else str(value)
-        env[env_var(spec.name)] = text
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=_worker_env(settings),
+    """``mlsentry worker`` with exactly ``settings``, as an operator would run it."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MLSENTRY_")}
+    env.update(settings.to_environ(), PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
                             stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 

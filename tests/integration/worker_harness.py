@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -24,7 +23,7 @@ from streams.codec import event_from_record
 from streams.pipeline import engine_from_settings
 from streams.publishing import encode_for_wire, partition_key, start_producer
 from streams.replay import replay
-from streams.settings import Settings, env_var
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WIRE = {"prediction": "avro", "access": "json", "data_change": "confluent"}
@@ -33,16 +32,7 @@ WIRE = {"prediction": "avro", "access": "json", "data_change": "confluent"}
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes ``mlsentry worker`` load exactly ``settings``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("MLSENTRY_")}
-    for spec in fields(settings):
-        value = getattr(settings, spec.name)
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, tuple):
-            text = ",".join(value)
-        else:
-            text = str(value)
-        env[env_var(spec.name)] = text
-    env["PYTHONPATH"] = str(ROOT)
+    env.update(settings.to_environ(), PYTHONPATH=str(ROOT))
     return env
 
 

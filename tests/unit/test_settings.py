@@ -52,3 +52,12 @@ def test_invalid_values_fail_loudly(environ):
 def test_default_clickhouse_is_embedded_under_the_data_dir(tmp_path):
     settings = Settings.load({}, data_dir=str(tmp_path))
     assert settings.resolved_clickhouse_dsn == f"chdb://{tmp_path}/clickhouse"
+
+
+def test_to_environ_is_read_back_unchanged() -> None:
+    from streams.settings import Settings
+
+    settings = Settings.load(environ={}, batch_size=77, detectors=("score_drift", "extraction"), containment_kill_switch=True,
+                             session_timeout_s=3.5, group_instance_id="pod-1", snapshot_key="secret")
+    assert Settings.load(environ=settings.to_environ()) == settings
+    assert Settings.load(environ=Settings().to_environ()) == Settings()
