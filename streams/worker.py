@@ -101,6 +101,17 @@ class _PartitionProgress:
     snapshot_at: float = field(default_factory=time.monotonic)
 
 
+def not_yet_handled(batch: list[Any], fetch_position: int) -> list[Any]:
+    """The records of one partition's fetched batch at or past ``fetch_position``.
+
+    Records before it were handed out already: a fetch that began while a take-over was under
+    way can return a partition's first records, and the take-over's seek then reads them again.
+    """
+    if not batch or batch[0].offset >= fetch_position:
+        return batch
+    return [record for record in batch if record.offset >= fetch_position]
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
@@ -258,7 +269,11 @@ class Worker:
         received_at = int(time.time() * 1000)
         messages, offsets = [], {}
         for tp, batch in records.items():
-            if tp not in self._progress or not batch:
+            progress = self._progress.get(tp)
+            if progress is None or not batch:
+                continue
+            batch = not_yet_handled(batch, progress.fetch_position)
+            if not batch:
                 continue
             messages.extend(RawMessage(tp.topic, tp.partition, m.offset, m.value or b"", received_at) for m in batch)
             offsets[tp] = batch[-1].offset + 1
@@ -384,6 +399,9 @@ class Worker:
             envelopes = await self._load_snapshots(assigned)
             for tp in assigned:
                 await self._take_over(tp, envelopes.get(snapshot_key(self.settings.group_id, tp.topic, tp.partition)))
+            # Again at the end: a fetch that began while the take-overs were under way (it saw the first
+            # bump) may hold records from before a seek, and must go through ``_continuing`` too.
+            self._generation += 1
 
     async def _load_snapshots(self, assigned: list[TopicPartition]) -> dict[str, bytes]:
         if self._snapshots is None or not assigned:
