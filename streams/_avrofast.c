@@ -24,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -231,6 +232,8 @@ typedef struct {
     Py_ssize_t max_message_bytes;
     PyObject *allowed_schema_ids; /* owned set of int, or Py_None: any id */
     PyObject *shared;             /* owned dict: the shared strings of this program's events */
+    int slots;                    /* every field is a writable object slot: build stores at slot_offsets */
+    Py_ssize_t slot_offsets[MAX_FIELDS];
     FieldSpec specs[MAX_FIELDS];
 } Program;
 
@@ -252,6 +255,27 @@ PyDoc_STRVAR(compile_doc,
 "        allowed_schema_ids) -> program\n\n"
 "One schema's reader, built once per decoder; ``fields`` as described at the top of _avrofast.c;\n"
 "``allowed_schema_ids`` is a set of Confluent schema ids, or None for any.");
+
+/* 1 when every name is a writable object slot of ``cls`` (a slots dataclass), with its offset in
+ * ``offsets``; 0 when not (build then sets attributes the generic way); -1 on an error. */
+static int find_slots(PyObject *cls, PyObject *names, Py_ssize_t *offsets) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *descriptor = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
+        if (descriptor == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        int usable = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
+                     ((PyMemberDescrObject *)descriptor)->d_common.d_type == (PyTypeObject *)cls &&
+                     ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX &&
+                     !(((PyMemberDescrObject *)descriptor)->d_member->flags & READONLY);
+        if (usable) offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+        Py_DECREF(descriptor);
+        if (!usable) return 0;
+    }
+    return 1;
+}
 
 static PyObject *compile_program(PyObject *module, PyObject *args) {
     PyObject *cls, *names, *fields, *allowed;
@@ -293,6 +317,12 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
         return NULL;
     }
     program->n = n;
+    program->slots = find_slots(cls, names, program->slot_offsets);
+    if (program->slots < 0) {
+        Py_DECREF(program->shared);
+        PyMem_Free(program);
+        return NULL;
+    }
     program->max_field_bytes = max_field_bytes;
     program->max_entries = max_entries;
     program->max_message_bytes = max_message_bytes;
@@ -316,13 +346,20 @@ static PyObject *compile_program(PyObject *module, PyObject *args) {
     return capsule;
 }
 
-/* object.__new__(cls) and object.__setattr__ per field: exactly what a frozen dataclass's __init__ does.
+/* object.__new__(cls) and object.__setattr__ per field: exactly what a frozen dataclass's __init__ does
+ * (for a slots class, straight into the slots found at compile time).
  * Borrows ``values``. */
 static PyObject *build(Program *program, PyObject **values) {
     PyTypeObject *type = (PyTypeObject *)program->cls;
     PyObject *event = type->tp_alloc(type, 0);
     if (event == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < program->n; i++) {
+    if (program->slots) { /* what the slot's member descriptor would do, without looking it up per field */
+        for (Py_ssize_t i = 0; i < program->n; i++) {
+            Py_INCREF(values[i]);
+            *(PyObject **)((char *)event + program->slot_offsets[i]) = values[i];
+        }
+    }
+    else for (Py_ssize_t i = 0; i < program->n; i++) {
         if (PyObject_GenericSetAttr(event, PyTuple_GET_ITEM(program->names, i), values[i])) {
             Py_DECREF(event);
             return NULL;

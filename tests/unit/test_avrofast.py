@@ -333,3 +333,32 @@ def test_many_distinct_strings_still_decode_exactly() -> None:
     first = decoder.read_plain(_body("prediction", model_id=_text(long_text)))
     second = decoder.read_plain(_body("prediction", model_id=_text(long_text)))
     assert first is not None and second is not None and first.model_id == second.model_id == long_text
+
+
+def test_a_class_without_slots_is_built_attribute_by_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events go straight into their slots; a class whose fields are not slots takes the generic way,
+    and both give the event the precise path gives."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class PlainPrediction:  # the same fields, in a __dict__
+        event_id: str
+        ts: int
+        model_id: str
+        model_version: str
+        principal: Any = None
+        segment: Any = None
+        features: Any = None
+        prediction: Any = None
+        score: Any = None
+        label: Any = None
+
+    body = _body("prediction")
+    expected = _precise(decoder_for("prediction"), body)
+    slotted = codec._avro_program("prediction", codec._DEFAULT_LIMITS, 1 << 20, None)
+    monkeypatch.setitem(codec.EVENT_TYPES, "prediction", PlainPrediction)
+    plain = codec._avro_program("prediction", codec._DEFAULT_LIMITS, 1 << 20, None)
+    from_slots = codec._avrofast.read_event(slotted, body, 0)  # type: ignore[union-attr]
+    from_dict = codec._avrofast.read_event(plain, body, 0)  # type: ignore[union-attr]
+    assert type(from_slots) is PredictionEvent and _same_event(from_slots, expected)
+    assert type(from_dict) is PlainPrediction and dataclasses.asdict(from_dict) == dataclasses.asdict(expected)
