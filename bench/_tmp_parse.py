@@ -27,3 +27,20 @@ def loop_parse():
 def loop_iter():
     for _ in iter_events(lines, ReplayReport()): pass
 t("orjson.loads", loop_orjson); t("loads_json", loop_loads); t("event_from_record", loop_efr); t("_build_event", loop_be); t("parse_line", loop_parse); t("iter_events", loop_iter)
+from streams.codec import read_wrapped_line
+from streams import _avrofast
+def loop_rw():
+    for l in lines: read_wrapped_line(l)
+t("read_wrapped_line", loop_rw)
+def loop_dr():
+    for l in lines: _avrofast.has_long_digit_run(l, 19)
+t("digit run", loop_dr)
+from streams.codec import _WRAPPED_PROGRAMS
+ws=[orjson.loads(l) for l in lines]
+def loop_w():
+    P=_WRAPPED_PROGRAMS
+    for w in ws: _avrofast.read_wrapped(P, w)
+t("read_wrapped (parsed)", loop_w)
+def loop_len():
+    for l in lines: len(l)
+t("empty loop", loop_len)

@@ -12,7 +12,8 @@
  *
  * Entry points: read_message (a message as EventDecoder._parse would read it: plain or
  * Confluent-framed Avro), read_event (an Avro body at an offset; tests), read_record (a dict
- * parsed from JSON, with the checks of codec._fast_reader) and has_long_digit_run (where
+ * parsed from JSON, with the checks of codec._fast_reader), read_wrapped (read_record for a
+ * replay line's {"type", "event"} wrapper) and has_long_digit_run (where
  * orjson and json could disagree). Events are built without their dataclass __init__, taken
  * off the cycle collector's lists, and share repeated short strings (see share()).
  *
@@ -562,6 +563,34 @@ static PyObject *read_record(PyObject *module, PyObject *const *args, Py_ssize_t
     return finish(program, values, read, read == n);
 }
 
+PyDoc_STRVAR(read_wrapped_doc,
+"read_wrapped(programs, wrapper) -> event or None\n\n"
+"read_record for a replay line's parsed ``{\"type\": ..., \"event\": {...}}``: ``programs`` maps each\n"
+"event type to its program. None when the wrapper is not a dict, names no known type or its\n"
+"record is declined (replay.parse_line then says why).");
+
+static PyObject *read_wrapped(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_wrapped(programs: dict, wrapper)");
+        return NULL;
+    }
+    static PyObject *type_key = NULL, *event_key = NULL;
+    if (type_key == NULL && (type_key = PyUnicode_InternFromString("type")) == NULL) return NULL;
+    if (event_key == NULL && (event_key = PyUnicode_InternFromString("event")) == NULL) return NULL;
+    PyObject *wrapper = args[1];
+    if (!PyDict_CheckExact(wrapper)) Py_RETURN_NONE;
+    PyObject *event_type = PyDict_GetItemWithError(wrapper, type_key);
+    if (event_type == NULL || !PyUnicode_CheckExact(event_type)) goto decline;
+    PyObject *program = PyDict_GetItemWithError(args[0], event_type);
+    PyObject *record = program == NULL ? NULL : PyDict_GetItemWithError(wrapper, event_key);
+    if (record == NULL) goto decline;
+    PyObject *pair[2] = {program, record};
+    return read_record(module, pair, 2);
+decline:
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---- JSON text: where orjson and json could disagree ---- */
 
 PyDoc_STRVAR(has_long_digit_run_doc,
@@ -577,6 +606,26 @@ static PyObject *has_long_digit_run(PyObject *module, PyObject *const *args, Py_
     Py_ssize_t digits = PyLong_AsSsize_t(args[1]);
     if (digits == -1 && PyErr_Occurred()) return NULL;
     PyObject *text = args[0];
+    if (digits < 1) Py_RETURN_TRUE;
+    if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {
+        /* Look at the last character of each window of ``digits``: when it is not a digit, no run of
+         * ``digits`` can overlap the window, so the next window starts after it. Most lines are
+         * read at one character in ``digits``. */
+        const unsigned char *characters = PyUnicode_1BYTE_DATA(text);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text), start = 0;
+        while (start + digits <= length) {
+            Py_ssize_t last = start + digits - 1;
+            if ((unsigned)(characters[last] - '0') > 9u) {
+                start = last + 1;
+                continue;
+            }
+            Py_ssize_t first = last;
+            while (first > start && (unsigned)(characters[first - 1] - '0') <= 9u) first--;
+            if (first == start) Py_RETURN_TRUE; /* characters[start..last] are all digits */
+            start = first; /* characters[first - 1] is not a digit: a run starts at first or later */
+        }
+        Py_RETURN_FALSE;
+    }
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text), run = 0;
@@ -593,6 +642,7 @@ static PyMethodDef methods[] = {
     {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
     {"read_message", (PyCFunction)(void (*)(void))read_message, METH_FASTCALL, read_message_doc},
     {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
+    {"read_wrapped", (PyCFunction)(void (*)(void))read_wrapped, METH_FASTCALL, read_wrapped_doc},
     {"has_long_digit_run", (PyCFunction)(void (*)(void))has_long_digit_run, METH_FASTCALL, has_long_digit_run_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -418,13 +418,17 @@ def _read_fast(event_type: str, record: Mapping[str, Any], limits: _Limits) -> l
 _RECORD_PROGRAMS: dict[tuple[str, int, int], Any] = {}
 
 
+def _record_program(event_type: str, limits: _Limits) -> Any:
+    key = (event_type, limits.max_field_bytes, limits.max_map_entries)
+    program = _RECORD_PROGRAMS.get(key)
+    if program is None:
+        program = _RECORD_PROGRAMS[key] = _avro_program(event_type, limits, 0, None)
+    return program
+
+
 def _build_event(event_type: str, record: object, limits: _Limits) -> Event:
     if _avrofast is not None:  # the same checks as _read_fast, compiled
-        key = (event_type, limits.max_field_bytes, limits.max_map_entries)
-        program = _RECORD_PROGRAMS.get(key)
-        if program is None:
-            program = _RECORD_PROGRAMS[key] = _avro_program(event_type, limits, 0, None)
-        event = _avrofast.read_record(program, record)
+        event = _avrofast.read_record(_record_program(event_type, limits), record)
         if event is not None:
             return event  # type: ignore[no-any-return]
     elif type(record) is dict and (values := _read_fast(event_type, record, limits)) is not None:
@@ -572,6 +576,25 @@ def loads_json(text: str) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def read_wrapped_line(text: str) -> Event | None:
+    """The event of a replay line ``{"type": ..., "event": {...}}`` when the compiled reader accepts
+    it (default limits), else ``None``: ``replay.parse_line`` then reads the line the precise way,
+    which also words the error. One parse and one compiled call, for the common case."""
+    if _avrofast is None or _avrofast.has_long_digit_run(text, _LONG_DIGIT_RUN):
+        return None
+    try:
+        wrapper = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not _WRAPPED_PROGRAMS:
+        _WRAPPED_PROGRAMS.update((event_type, _record_program(event_type, _DEFAULT_LIMITS)) for event_type in EVENT_TYPES)
+    return _avrofast.read_wrapped(_WRAPPED_PROGRAMS, wrapper)  # type: ignore[no-any-return]
+
+
+#: Event type -> its compiled record program at the default limits (``read_wrapped_line``).
+_WRAPPED_PROGRAMS: dict[str, Any] = {}
 
 
 def _parse_json(raw: bytes) -> Any:

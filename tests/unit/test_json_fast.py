@@ -70,3 +70,16 @@ def test_long_digit_runs_are_found(text: str, expected: bool, compiled: bool) ->
         assert codec._has_long_digit_run(text) is expected
     finally:
         codec._avrofast = saved
+
+
+@given(st.text(alphabet="0123456789 a.é\u20ac", max_size=120), st.integers(min_value=1, max_value=25))
+@settings(max_examples=2_000)
+def test_the_compiled_digit_run_scan_agrees_with_a_regex(text: str, digits: int) -> None:
+    """The compiled scan skips ahead a window at a time on one-byte text: it must still find every run."""
+    import re
+
+    from streams import codec
+
+    assert codec._avrofast is not None
+    expected = re.search(f"[0-9]{{{digits}}}", text) is not None
+    assert codec._avrofast.has_long_digit_run(text, digits) is expected
