@@ -6,6 +6,7 @@ import inspect
 from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
 
 from detectors.events import Event
+from detectors.feedback import FeedbackJoin, JoinCounts, Matched
 from detectors.findings import Finding
 
 
@@ -19,6 +20,10 @@ class Detector(Protocol):
     A detector that is cheaper per micro-batch (numpy over many events at once) may also
     define ``update_many(events) -> list[(position, Finding)]``; it must give exactly what
     ``update`` called on each event in order would. ``update_many`` below picks it up.
+
+    A detector that reads labels through a ``FeedbackJoin`` may expose it as ``feedback_join``
+    with ``share_join(join)`` and ``update_matched(events, matches)``; ``share_feedback_joins``
+    then lets detectors whose joins have the same shape share one, fed once per batch.
     """
 
     name: ClassVar[str]
@@ -33,21 +38,50 @@ class Detector(Protocol):
 Positioned = tuple[int, Finding]
 
 
-def update_many(detector: Detector, events: Sequence[Event]) -> list[Positioned]:
+def update_many(detector: Detector, events: Sequence[Event],
+                matches_by_join: dict[int, list[Matched]] | None = None) -> list[Positioned]:
     """``detector``'s findings over ``events`` in order, each with its event's position.
 
     Uses the detector's own ``update_many`` when it has one (a micro-batch implementation),
-    else calls ``update`` per event; both give the same findings.
+    else calls ``update`` per event; both give the same findings. With ``matches_by_join`` (one
+    dict for all the detectors given the same ``events``), a detector with a feedback join takes
+    its join's matches from there, feeding the join only if no detector sharing it has yet.
 
     >>> from detectors.score_drift import ScoreDriftDetector
     >>> update_many(ScoreDriftDetector(), [])
     []
     """
+    matched = getattr(detector, "update_matched", None) if matches_by_join is not None else None
+    if matched is not None:
+        assert matches_by_join is not None
+        join: FeedbackJoin = detector.feedback_join  # type: ignore[attr-defined]
+        matches = matches_by_join.get(id(join))
+        if matches is None:
+            matches = matches_by_join[id(join)] = join.feed(events)
+        return matched(events, matches)  # type: ignore[no-any-return]
     batched = getattr(detector, "update_many", None)
     if batched is not None:
         return batched(events)  # type: ignore[no-any-return]
     update = detector.update
     return [(position, finding) for position, event in enumerate(events) if (finding := update(event)) is not None]
+
+
+def share_feedback_joins(detectors: Sequence[Detector]) -> None:
+    """Let detectors whose feedback joins have the same horizon and size share one join.
+
+    Fed the same events they would give the same matches, so one join does for all (three
+    label detectors: about 0.8 us less per prediction). Only unfed joins are merged, so no
+    learned state is dropped. The detectors must then be fed together: through a
+    ``DetectorSet``, or ``update_many`` with one ``matches_by_join`` for all of them.
+    """
+    shared: dict[tuple[int, int], FeedbackJoin] = {}
+    for detector in detectors:
+        join = getattr(detector, "feedback_join", None)
+        if join is None or not hasattr(detector, "share_join") or join.n_pending or join.counts != JoinCounts():
+            continue
+        first = shared.setdefault(join.shape, join)
+        if first is not join:
+            detector.share_join(first)
 
 
 _Same = TypeVar("_Same")

@@ -8,9 +8,10 @@ is the baseline, the newer one the canary. Two signals, each reported once per p
 * scores: histograms of both versions' scores (``n_bins`` bins over [0, 1]); a finding when
   the two-sample Kolmogorov-Smirnov distance is at least ``min_ks`` and above the critical
   value at ``alpha`` (both sides with at least ``min_scored`` scores);
-* errors: once labels arrive (each detector owns its ``FeedbackJoin``), a finding when the
-  canary's error rate exceeds the baseline's by at least ``min_error_rise`` with a
-  one-sided two-proportion z test below ``alpha`` (both sides with ``min_labels`` labels).
+* errors: once labels arrive (joined by a ``FeedbackJoin``, the detector's own or one a
+  ``DetectorSet`` shares), a finding when the canary's error rate exceeds the baseline's by
+  at least ``min_error_rise`` with a one-sided two-proportion z test below ``alpha`` (both
+  sides with ``min_labels`` labels).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import ClassVar, Sequence
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, is_error
+from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
 
 VersionKey = tuple[str, str]
@@ -129,18 +130,31 @@ class CanaryRegressionDetector:
         found = self.update_many((event,))
         return found[0][1] if found else None
 
+    @property
+    def feedback_join(self) -> FeedbackJoin:
+        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
+        return self._join
+
+    def share_join(self, join: FeedbackJoin) -> None:
+        self._join = join
+
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        return self.update_matched(events, self._join.feed(events))
+
+    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
         found: list[Positioned] = []
-        remember, match = self._join.remember, self._join.match
+        labels = iter(matches)
+        label = next(labels, None)
+        label_at = -1 if label is None else label.position
         for position, event in enumerate(events):
-            if not isinstance(event, PredictionEvent):
-                continue
-            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
-                remember(event)
+            if position == label_at:
+                finding = self._on_label(label.prediction, label.label, label.feedback_ts)  # type: ignore[union-attr]
+                label = next(labels, None)
+                label_at = -1 if label is None else label.position
+            elif isinstance(event, PredictionEvent) and (event.label is None or event.features):  # a prediction
                 finding = self._on_prediction(event)
-            elif (prediction := match(event)) is not None:
-                finding = self._on_label(prediction, event.label, event.ts)
             else:
                 continue
             if finding is not None:

@@ -1,7 +1,7 @@
 """Concept drift: a model version's error rate on labeled predictions rose and stayed up.
 
-Each detector owns a ``FeedbackJoin`` that matches delayed labels to earlier predictions
-by ``event_id``. The joined error stream (0 right, 1 wrong) of each ``(model_id,
+A ``FeedbackJoin`` (the detector's own, or one a ``DetectorSet`` shares among detectors)
+matches delayed labels to earlier predictions by ``event_id``. The joined error stream (0 right, 1 wrong) of each ``(model_id,
 model_version)`` feeds River's ADWIN; a cut becomes a finding only after ``min_labels``
 labels and when the error rate rose by at least ``min_effect`` (absolute) over at least
 ``min_recent`` labels (checked for ``recheck`` labels after each cut, since ADWIN may cut
@@ -34,7 +34,7 @@ from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regi
 from detectors._lru import lru_get
 from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, is_error
+from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
@@ -116,16 +116,32 @@ class ConceptDriftDetector:
         found = self.update_many((event,))
         return found[0][1] if found else None
 
+    @property
+    def feedback_join(self) -> FeedbackJoin:
+        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
+        return self._join
+
+    def share_join(self, join: FeedbackJoin) -> None:
+        self._join = join
+
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        return self.update_matched(events, self._join.feed(events))
+
+    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
         found: list[Positioned] = []
         waiting: dict[ModelKey, list[_Label]] = {}
-        remember, match, states = self._join.remember, self._join.match, self._states
+        states = self._states
+        labels = iter(matches)
+        label = next(labels, None)
+        label_at = -1 if label is None else label.position
         for position, event in enumerate(events):
-            if not isinstance(event, PredictionEvent):
-                continue
-            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
-                remember(event)
+            if position == label_at:
+                self._wait(label, waiting, found)  # type: ignore[arg-type]  # label_at >= 0: a label
+                label = next(labels, None)
+                label_at = -1 if label is None else label.position
+            elif isinstance(event, PredictionEvent) and (event.label is None or event.features):  # a prediction
                 key = (event.model_id, event.model_version)
                 state = states.get(key)
                 if state is None:
@@ -133,28 +149,25 @@ class ConceptDriftDetector:
                 else:
                     states.move_to_end(key)
                 state.predictions += 1
-            elif (prediction := match(event)) is not None:
-                self._wait(position, prediction, event.label, event.ts, waiting, found)
         self._learn_waiting(waiting, found)
         found.sort(key=itemgetter(0))
         return found
 
-    def _wait(self, position: int, prediction: PredictionEvent, label: str, now: int,
-              waiting: dict[ModelKey, list[_Label]], found: list[Positioned]) -> None:
+    def _wait(self, matched: Matched, waiting: dict[ModelKey, list[_Label]], found: list[Positioned]) -> None:
         """Queue a joined label, with what a finding at it would report; its version is used now, as then."""
+        prediction = matched.prediction
         key = (prediction.model_id, prediction.model_version)
         state = self._states.get(key)
         if state is None:
             state = self._new_state(key, prediction.ts, waiting, found)
         else:
             self._states.move_to_end(key)
-        error = 1.0 if is_error(prediction, label) else 0.0
-        counts = self._join.counts
+        error = 1.0 if is_error(prediction, matched.label) else 0.0
         labels = waiting.get(key)
         if labels is None:
             labels = waiting[key] = []
-        labels.append((position, prediction.ts, error, now, state.predictions, counts.joined, counts.missed,
-                       counts.expired + counts.evicted))
+        labels.append((matched.position, prediction.ts, error, matched.feedback_ts, state.predictions, matched.joined,
+                       matched.missed, matched.lost))
 
     def _new_state(self, key: ModelKey, ts: int, waiting: dict[ModelKey, list[_Label]],
                    found: list[Positioned]) -> _VersionState:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from detectors.base import Detector, Positioned, build_detectors, update_many
+from detectors.base import Detector, Positioned, build_detectors, share_feedback_joins, update_many
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
+from detectors.feedback import Matched
 from detectors.findings import Finding
 from detectors.incidents import EngineOutput, EvidenceRow, IncidentBook
 from detectors.library import DEFAULT_DETECTORS
@@ -27,18 +28,15 @@ class DetectorSet:
 
     def __init__(self, detectors: Sequence[Detector] | None = None) -> None:
         self.detectors = list(detectors) if detectors is not None else build_detectors(DEFAULT_DETECTORS)
+        share_feedback_joins(self.detectors)
         self._routes: dict[type, list[Detector]] = {}
         for detector in self.detectors:
             for event_type in detector.event_types:
                 self._routes.setdefault(event_type, []).append(detector)
 
     def update(self, event: Event) -> list[Finding]:
-        findings = []
-        for detector in self._routes.get(type(event), ()):
-            finding = detector.update(event)
-            if finding is not None:
-                findings.append(finding)
-        return findings
+        """The findings of ``event``, in detector order (as ``update_batch`` of one event)."""
+        return [finding for _, finding in self.update_batch((event,))]
 
     def update_batch(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` with their event's position, ordered as per-event ``update`` would give them.
@@ -56,8 +54,9 @@ class DetectorSet:
                 continue
             same_type = len(positions) == len(events)
             subset = events if same_type else [events[position] for position in positions]
+            matches_by_join: dict[int, list[Matched]] = {}  # detectors sharing a join feed it once
             for order, detector in enumerate(detectors):
-                for index, finding in update_many(detector, subset):
+                for index, finding in update_many(detector, subset, matches_by_join):
                     ordered.append((index if same_type else positions[index], order, finding))
         ordered.sort(key=lambda item: item[:2])
         return [(position, finding) for position, _, finding in ordered]

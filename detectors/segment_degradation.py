@@ -1,6 +1,7 @@
 """Segment degradation: one slice of a model's traffic got worse while the rest did not.
 
-Labels are joined to predictions (each detector owns its ``FeedbackJoin``). For every
+Labels are joined to predictions by a ``FeedbackJoin`` (the detector's own, or one a
+``DetectorSet`` shares among detectors). For every
 ``(model_id, model_version)`` the error rate is kept per segment value (``region=EU``) and
 per pair of segment attributes (``region=EU,device=android``) in a sliding window of
 ``window_ticks`` ticks of ``tick_ms`` event time, plus the segment's own history (labels
@@ -37,7 +38,7 @@ from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors._lru import lru_get
 from detectors.base import Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, is_error
+from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
@@ -241,15 +242,33 @@ class SegmentDegradationDetector:
         found = self.update_many((event,))
         return found[0][1] if found else None
 
+    @property
+    def feedback_join(self) -> FeedbackJoin:
+        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
+        return self._join
+
+    def share_join(self, join: FeedbackJoin) -> None:
+        self._join = join
+
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        return self.update_matched(events, self._join.feed(events))
+
+    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
         found: list[Positioned] = []
-        remember, match, states = self._join.remember, self._join.match, self._states
+        states = self._states
+        labels = iter(matches)
+        label = next(labels, None)
+        label_at = -1 if label is None else label.position
         for position, event in enumerate(events):
-            if not isinstance(event, PredictionEvent):
-                continue
-            if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
-                remember(event)
+            if position == label_at:
+                finding = self._learn(label)  # type: ignore[arg-type]  # label_at >= 0: a label
+                if finding is not None:
+                    found.append((position, finding))
+                label = next(labels, None)
+                label_at = -1 if label is None else label.position
+            elif isinstance(event, PredictionEvent) and (event.label is None or event.features):  # a prediction
                 key = (event.model_id, event.model_version)
                 state = states.get(key)
                 if state is None:  # lru_get, inlined on the hot path for the common case: a known version
@@ -257,13 +276,10 @@ class SegmentDegradationDetector:
                 else:
                     states.move_to_end(key)
                 state.predictions += 1
-            elif (prediction := match(event)) is not None:
-                finding = self._learn(prediction, event.label, event.ts)
-                if finding is not None:
-                    found.append((position, finding))
         return found
 
-    def _learn(self, prediction: PredictionEvent, label: str, now: int) -> Finding | None:
+    def _learn(self, matched: Matched) -> Finding | None:
+        prediction, label, now = matched.prediction, matched.label, matched.feedback_ts
         key = (prediction.model_id, prediction.model_version)
         state = lru_get(self._states, key, self.max_keys, _ModelState)
         tick = now // self.tick_ms
@@ -271,7 +287,7 @@ class SegmentDegradationDetector:
         if tick > state.tick:
             state.file()
             if state.tick >= 0:
-                finding = self._evaluate(key, state, tick, now)
+                finding = self._evaluate(key, state, tick, now, matched.joined)
             state.tick = tick
         error, numbered = int(is_error(prediction, label)), self._group_of(prediction.segment)
         if tick != state.tick or not state.tally(numbered, error, prediction.ts):
@@ -305,7 +321,8 @@ class SegmentDegradationDetector:
             state.segments.move_to_end(items)
         return counts
 
-    def _evaluate(self, key: ModelKey, state: _ModelState, tick: int, now: int) -> Finding | None:
+    def _evaluate(self, key: ModelKey, state: _ModelState, tick: int, now: int, joined: int) -> Finding | None:
+        """The worst segment flagged at ``tick``, if any (``joined``: labels the join has matched so far)."""
         first_tick = tick - self.window_ticks
         state.overall.roll(first_tick)
         total_errors, total_labels = state.overall.totals()
@@ -321,7 +338,7 @@ class SegmentDegradationDetector:
             return None
         worst = min(flagged, key=lambda verdict: verdict.p_value)
         self._settle(state, worst.items, tick)
-        return self._finding(key, state, worst, len(verdicts), now)
+        return self._finding(key, state, worst, len(verdicts), now, joined)
 
     def _test(self, items: SegmentItems, counts: _Counts, total_errors: int, total_labels: int,
               tick: int) -> _Verdict | None:
@@ -348,8 +365,9 @@ class SegmentDegradationDetector:
         for other in [other for other in state.segments if flagged & set(other)]:
             state.segments[other] = _Counts(quiet_until=tick)
 
-    def _finding(self, key: ModelKey, state: _ModelState, verdict: _Verdict, tested: int, now: int) -> Finding:
-        label_share = self._join.counts.joined / max(state.predictions, 1)
+    def _finding(self, key: ModelKey, state: _ModelState, verdict: _Verdict, tested: int, now: int,
+                 joined: int) -> Finding:
+        label_share = joined / max(state.predictions, 1)
         hit = int(round(verdict.labels / max(label_share, 1e-9))) if label_share > 0 else verdict.labels
         effect = verdict.rate - max(verdict.rest_rate, verdict.history_rate)
         name = ",".join(f"{attribute}={value}" for attribute, value in verdict.items)
