@@ -67,3 +67,19 @@ def test_event_by_event_through_the_set_finds_the_same(events: list[Event]) -> N
     found = [(position, f.detector, f.evidence) for position, event in enumerate(events)
              for f in detector_set.update(event)]
     assert sorted(found, key=lambda item: (item[0], item[1])) == _alone(events)
+
+
+def test_a_snapshot_keeps_the_join_shared(events: list[Event]) -> None:
+    """Snapshots pickle the whole set: restored, its detectors still share one join, and go on alike."""
+    import pickle
+
+    detector_set, twin = DetectorSet(_label_detectors()), DetectorSet(_label_detectors())
+    half = len(events) // 2
+    detector_set.update_batch(events[:half])
+    twin.update_batch(events[:half])
+    restored = pickle.loads(pickle.dumps(detector_set))
+    joins = {id(detector.feedback_join) for detector in restored.detectors}  # type: ignore[attr-defined]
+    assert len(joins) == 1
+    rest = events[half:]
+    expected = [(p, f.evidence) for p, f in twin.update_batch(rest)]
+    assert expected and [(p, f.evidence) for p, f in restored.update_batch(rest)] == expected
