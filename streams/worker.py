@@ -27,7 +27,9 @@ flight finishes first): on revocation, settle, snapshot what is fully committed,
 the partition's ``DetectorSet``; on assignment, restore each partition's snapshot (or
 start fresh), seek to the snapshot's offset (or the partition's start) and mark the
 committed offset as the replay mark: messages below it rebuild state without being
-delivered again (see ``Pipeline`` and docs/guarantees.md).
+delivered again (see ``Pipeline`` and docs/guarantees.md). After each assignment the worker
+records its group member id in its data directory; a run that starts after a crash first
+ends that membership (``streams.membership``) instead of waiting out its session.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from streams.kafka_security import client_kwargs
+from streams.membership import (MemberRecord, clear_record, leave_for_previous_run, member_id_of, record_path,
+                                write_record)
 from streams.pipeline import BatchResult, OutputSink, Pipeline, RawMessage, deliver
 from streams.publisher import AIOKafkaRecordProducer, BatchPublisher
 from streams.runtime import tune_garbage_collector, tune_switch_interval
@@ -155,6 +159,8 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         #: The previous batch's outputs on their way to the store and Kafka while the next batch is detected.
         self._outputs_in_flight: asyncio.Task[None] | None = None
+        self._member_record = record_path(settings.data_dir)
+        self._recorded_member_id: str | None = None
 
     # ---- lifecycle
     async def start(self) -> None:
@@ -171,6 +177,9 @@ class Worker:
             await self._snapshots.ensure_topic()
         else:
             log.warning("no MLSENTRY_SNAPSHOT_KEY: snapshots off; a partition's state is rebuilt from its start")
+        if not settings.group_instance_id:  # a crashed previous run may still hold its place in the group
+            await leave_for_previous_run(self._member_record, settings.group_id, self.bootstrap_servers,
+                                         self._kafka_kwargs)
         session_ms = int(settings.session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=settings.group_id, client_id="mlsentry-worker",
@@ -204,6 +213,7 @@ class Worker:
                         await self._snapshot_owned(force=True)
                 finally:
                     await self._consumer.stop()  # leave the group even when the last outputs failed
+                    clear_record(self._member_record)  # left cleanly: nothing for the next run to end
         finally:
             if self._producer is not None:
                 await self._producer.stop()
@@ -402,6 +412,18 @@ class Worker:
             # Again at the end: a fetch that began while the take-overs were under way (it saw the first
             # bump) may hold records from before a seek, and must go through ``_continuing`` too.
             self._generation += 1
+            self._record_member()
+
+    def _record_member(self) -> None:
+        """Note this run's member id, which a restart after a crash ends first (``streams.membership``)."""
+        member_id = member_id_of(self._consumer) if not self.settings.group_instance_id else None  # type: ignore[arg-type]
+        if member_id is None or member_id == self._recorded_member_id:
+            return
+        try:
+            write_record(self._member_record, MemberRecord(self.settings.group_id, member_id))
+            self._recorded_member_id = member_id
+        except OSError as exc:
+            log.warning("could not record the group member id (%s); a restart after a crash will join slower", exc)
 
     async def _load_snapshots(self, assigned: list[TopicPartition]) -> dict[str, bytes]:
         if self._snapshots is None or not assigned:

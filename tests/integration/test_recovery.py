@@ -66,6 +66,10 @@ async def test_sigkill_mid_stream_then_restart_reports_every_attack_once(embedde
 
     log = (tmp_path / "worker-2.log").read_text()
     assert "restored from snapshot" in log, log[-3000:]
+    if not group_instance_id:  # the dead run's membership was ended, not waited out (streams/membership.py)
+        assert "ended the previous run's membership" in log and ": NoError" in log, log[-3000:]
+    else:
+        assert "ended the previous run's membership" not in log
     rows = stored_incidents(settings.resolved_clickhouse_dsn, settings.clickhouse_database)
     ids = [incident_id for incident_id, _ in rows]
     assert len(ids) == len(set(ids)), "no incident id twice after FINAL"
