@@ -21,6 +21,7 @@ River still grows the trees (same seed, same splits); this module only reads the
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -48,7 +49,7 @@ class HalfSpaceForest:
         self.height = height
         self.window_size = window_size
         self._max_score = n_trees * window_size * (2 ** (height + 1) - 1)  # River's normaliser
-        self._python_splits = _river_splits(feature_names, n_trees, height, window_size, seed)
+        self._python_splits = _river_splits(tuple(feature_names), n_trees, height, window_size, seed)
         self._split_features = [np.array(features, dtype=np.int64) for features, _ in self._python_splits]
         self._split_thresholds = [np.array(thresholds, dtype=np.float64) for _, thresholds in self._python_splits]
         n_leaves = n_trees * 2**height
@@ -126,11 +127,15 @@ class HalfSpaceForest:
         return shares
 
 
-def _river_splits(feature_names: Sequence[str], n_trees: int, height: int, window_size: int,
-                  seed: int) -> list[tuple[list[int], list[float]]]:
+@functools.lru_cache(maxsize=256)
+def _river_splits(feature_names: tuple[str, ...], n_trees: int, height: int, window_size: int,
+                  seed: int) -> tuple[tuple[tuple[int, ...], tuple[float, ...]], ...]:
     """Per level, each node's split feature (a column) and threshold, as River grows them.
 
     Node k of level d is tree ``k // 2**d``'s node ``k % 2**d`` counted left to right.
+    Remembered: the splits depend only on the arguments (River draws them from ``seed``), and
+    every model version with the same features, in every partition's shard, would grow the same
+    trees again (about 5 ms each time).
     """
     river_trees = anomaly.HalfSpaceTrees(n_trees=1, height=height, window_size=window_size,
                                          limits={name: (0.0, 1.0) for name in feature_names}, seed=seed)
@@ -149,4 +154,4 @@ def _river_splits(feature_names: Sequence[str], n_trees: int, height: int, windo
             features += [column[node.feature] for node in nodes]
             thresholds += [node.threshold for node in nodes]
             nodes = [child for node in nodes for child in node.children]
-    return levels
+    return tuple((tuple(features), tuple(thresholds)) for features, thresholds in levels)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import anomaly
 
-from detectors._halfspace import SMALL_BATCH, HalfSpaceForest
+from detectors._halfspace import SMALL_BATCH, HalfSpaceForest, _river_splits
 from detectors._testing import anomaly_stream
 from detectors.events import PredictionEvent
 from detectors.findings import Finding
@@ -67,9 +67,12 @@ def test_principals_are_bounded() -> None:
 
 
 def test_forest_scores_exactly_as_river_half_space_trees() -> None:
-    """The array forest is River's ``HalfSpaceTrees``: same trees, same scores to the bit, across window swaps."""
+    """The array forest is River's ``HalfSpaceTrees``: same trees, same scores to the bit, across window swaps.
+
+    Each shape twice: the second forest takes its splits from ``_river_splits``'s memory."""
     names = ["a", "b", "c"]
-    for n_trees, height, window_size in [(10, 8, 250), (3, 3, 7), (2, 0, 4)]:
+    _river_splits.cache_clear()
+    for n_trees, height, window_size in [(10, 8, 250), (3, 3, 7), (2, 0, 4)] * 2:
         rng = random.Random(height)
         river = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
                                        limits={name: (0.0, 1.0) for name in names}, seed=42)
@@ -85,6 +88,7 @@ def test_forest_scores_exactly_as_river_half_space_trees() -> None:
             forest.learn(leaves[learned])
             for index in learned:
                 river.learn_one(dict(zip(names, rows[index].tolist())))  # type: ignore[no-untyped-call]
+    assert _river_splits.cache_info().hits == 3
 
 
 @pytest.mark.parametrize("limits", [{"a": (-2.0, 3.0), "b": (0.1, 0.7)}, {"b": (0.1, 0.7)}])
