@@ -274,6 +274,8 @@ static int find_slots(PyObject *cls, PyObject *names, Py_ssize_t *offsets) {
         if (usable) offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
         Py_DECREF(descriptor);
         if (!usable) return 0;
+        for (Py_ssize_t j = 0; j < i; j++)
+            if (offsets[j] == offsets[i]) return 0; /* a name given twice: the generic path replaces, not leaks */
     }
     return 1;
 }
@@ -606,7 +608,7 @@ static PyObject *has_long_digit_run(PyObject *module, PyObject *const *args, Py_
     Py_ssize_t digits = PyLong_AsSsize_t(args[1]);
     if (digits == -1 && PyErr_Occurred()) return NULL;
     PyObject *text = args[0];
-    if (digits < 1) Py_RETURN_TRUE;
+    if (digits < 1) return PyBool_FromLong(PyUnicode_GET_LENGTH(text) > 0); /* as the generic loop answers */
     if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {
         /* Look at the last character of each window of ``digits``: when it is not a digit, no run of
          * ``digits`` can overlap the window, so the next window starts after it. Most lines are

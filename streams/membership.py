@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient, CoordinationType
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import for_code
 from aiokafka.protocol.group import LeaveGroupRequest
 
 log = logging.getLogger("mlsentry.membership")
@@ -50,7 +50,7 @@ def read_record(path: Path) -> MemberRecord | None:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
         return MemberRecord(str(values["group_id"]), str(values["member_id"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -82,16 +82,18 @@ async def leave_for_previous_run(path: Path, group_id: str, bootstrap_servers: s
     record = read_record(path)
     if record is None or record.group_id != group_id:
         return None
-    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, client_id="mlsentry-worker-rejoin", **kafka_kwargs)
     try:
-        answer = await asyncio.wait_for(_leave(client, record), timeout_s)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, client_id="mlsentry-worker-rejoin",
+                                **kafka_kwargs)
+        try:
+            answer = await asyncio.wait_for(_leave(client, record), timeout_s)
+        finally:
+            await client.close()
+        clear_record(path)
+    except Exception as exc:  # noqa: BLE001  # KafkaError, OSError, a timeout, aiokafka's asserts: join anyway
         log.warning("could not end the previous run's membership %s of %s (%r); joining anyway",
                     record.member_id, group_id, exc)
         return type(exc).__name__
-    finally:
-        await client.close()
-    clear_record(path)
     log.info("ended the previous run's membership %s of %s: %s", record.member_id, group_id, answer)
     return answer
 

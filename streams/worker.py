@@ -103,17 +103,21 @@ class _PartitionProgress:
     #: one past the last handled record).
     fetch_position: int = 0
     snapshot_at: float = field(default_factory=time.monotonic)
+    #: Records below this offset were handed out by a fetch that crossed the take-over (``_continuing``
+    #: kept them): should the consumer read them again, they are skipped. 0 (nothing) otherwise, so a log
+    #: that restarts under an assigned partition (a recreated topic) is still read.
+    handled_below: int = 0
 
 
-def not_yet_handled(batch: list[Any], fetch_position: int) -> list[Any]:
-    """The records of one partition's fetched batch at or past ``fetch_position``.
+def not_yet_handled(batch: list[Any], handled_below: int) -> list[Any]:
+    """The records of one partition's fetched batch at or past ``handled_below``.
 
-    Records before it were handed out already: a fetch that began while a take-over was under
-    way can return a partition's first records, and the take-over's seek then reads them again.
+    A fetch that began while a take-over was under way can return a partition's first records
+    before the take-over's seek puts the consumer back at them; they must not be handled twice.
     """
-    if not batch or batch[0].offset >= fetch_position:
+    if not batch or batch[0].offset >= handled_below:
         return batch
-    return [record for record in batch if record.offset >= fetch_position]
+    return [record for record in batch if record.offset >= handled_below]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -247,7 +251,9 @@ class Worker:
         """After a rebalance during the fetch: keep the batches that start exactly where their partition's
         take-over positioned it; drop the rest (fetched from an older position) and put the consumer back
         at that position, since handing them out has moved it on. Dropping a batch that does continue
-        would lose it for the same reason."""
+        would lose it for the same reason. A kept batch may have been handed out before the take-over's
+        seek, which then put the consumer back at its start: move the consumer past it (and skip it,
+        should a fetch already under way bring it again)."""
         assert self._consumer is not None
         kept = {}
         for tp, batch in records.items():
@@ -256,6 +262,8 @@ class Worker:
                 continue  # not ours any more: its new owner resumes from the last commit
             if batch[0].offset == progress.fetch_position:
                 kept[tp] = batch
+                progress.handled_below = batch[-1].offset + 1
+                self._consumer.seek(tp, progress.handled_below)
             else:
                 self._consumer.seek(tp, progress.fetch_position)
         return kept
@@ -282,9 +290,14 @@ class Worker:
             progress = self._progress.get(tp)
             if progress is None or not batch:
                 continue
-            batch = not_yet_handled(batch, progress.fetch_position)
-            if not batch:
-                continue
+            handled_below = min(progress.handled_below, progress.fetch_position)  # not the kept batch itself
+            if batch[0].offset < handled_below:
+                skipped = len(batch)
+                batch = not_yet_handled(batch, handled_below)
+                log.warning("%s-%d: %d records read again after a take-over; skipped", tp.topic, tp.partition,
+                            skipped - len(batch))
+                if not batch:
+                    continue
             messages.extend(RawMessage(tp.topic, tp.partition, m.offset, m.value or b"", received_at) for m in batch)
             offsets[tp] = batch[-1].offset + 1
         result = self.pipeline.process_batch(messages)

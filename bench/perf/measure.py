@@ -71,10 +71,19 @@ def transport_ceiling(settings: Settings, bootstrap: str, n_messages: int) -> di
     """
     code = ("import asyncio, json, sys; from bench.perf.measure import _drains; "
             "print(json.dumps(asyncio.run(_drains(sys.argv[1], int(sys.argv[2])))))")
-    environ = {**os.environ, **settings.to_environ()}
-    done = subprocess.run([sys.executable, "-c", code, bootstrap, str(n_messages)], capture_output=True, text=True,
-                          check=True, env=environ, cwd=Path(__file__).resolve().parents[2])
+    done = _run_python([sys.executable, "-c", code, bootstrap, str(n_messages)], settings)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _run_python(command: list[str], settings: Settings) -> subprocess.CompletedProcess[str]:
+    """``command`` in the repository with exactly ``settings`` as its ``MLSENTRY_*`` environment; its stderr in
+    the error if it fails (a shell's own ``MLSENTRY_*_FILE`` would otherwise clash with the passed secrets)."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("MLSENTRY_")}
+    environ.update(settings.to_environ())
+    done = subprocess.run(command, capture_output=True, text=True, env=environ, cwd=Path(__file__).resolve().parents[2])
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
 
 
 async def _drains(bootstrap: str, n_messages: int) -> dict[str, Any]:
@@ -142,11 +151,9 @@ def replay_throughput(workload: Workload, settings: Settings) -> dict[str, Any]:
         with events_path.open("w", encoding="utf-8") as handle:
             for record in workload.records:
                 handle.write(json.dumps(record) + "\n")
-        environ = {**os.environ, **Settings.load(environ={}).to_environ()}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--events", str(events_path),
-                               "--incidents", str(incidents_path)], capture_output=True, text=True, check=True,
-                              env=environ, cwd=Path(__file__).resolve().parents[2])
+        done = _run_python([sys.executable, "-m", "streams.cli", "replay", "--events", str(events_path),
+                            "--incidents", str(incidents_path)], settings)
         process_s = time.perf_counter() - started
     summary = json.loads(done.stderr.strip().splitlines()[-1])
     tune_garbage_collector(settings.gc_young_threshold)  # as `mlsentry replay` does

@@ -362,3 +362,22 @@ def test_a_class_without_slots_is_built_attribute_by_attribute(monkeypatch: pyte
     from_dict = codec._avrofast.read_event(plain, body, 0)  # type: ignore[union-attr]
     assert type(from_slots) is PredictionEvent and _same_event(from_slots, expected)
     assert type(from_dict) is PlainPrediction and dataclasses.asdict(from_dict) == dataclasses.asdict(expected)
+
+
+def test_a_field_named_twice_is_built_without_leaking() -> None:
+    """Two fields with one name write one slot twice: the generic path releases the first value."""
+    import sys
+
+    class Pair:
+        __slots__ = ("a",)
+
+    string_field = (0, -1, -1, 0, 0, -1, (), -1)
+    program = codec._avrofast.compile(Pair, ("a", "a"), (string_field, string_field), 1 << 16, 16, 1 << 20, None)  # type: ignore[union-attr]
+    value = "".join(["unique-", "v" * 70])  # its own object, too long for the shared-strings table
+    record = {"a": value}
+    before = sys.getrefcount(value)
+    for _ in range(1_000):
+        event = codec._avrofast.read_record(program, record)  # type: ignore[union-attr]
+        assert event.a == value
+        del event
+    assert sys.getrefcount(value) == before

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 
 from streams.worker import not_yet_handled
+
+pytestmark = pytest.mark.unit
 
 
 def _records(first: int, last: int) -> list[ConsumerRecord]:
@@ -17,8 +20,8 @@ def test_a_batch_that_continues_the_position_is_kept_whole():
 
 
 def test_records_already_handed_out_are_dropped():
-    """The race: a fetch begun during the take-over returns offsets 0..9, the take-over's seek to 0
-    makes the consumer read them again; the second read must not reach the pipeline."""
+    """The race: a fetch begun during the take-over returns offsets 0..9 before the take-over's seek to 0;
+    should the consumer read them again, the second read must not reach the pipeline."""
     assert [r.offset for r in not_yet_handled(_records(0, 9), 10)] == []
     assert [r.offset for r in not_yet_handled(_records(0, 9), 4)] == [4, 5, 6, 7, 8, 9]
 
