@@ -21,9 +21,9 @@ class Detector(Protocol):
     define ``update_many(events) -> list[(position, Finding)]``; it must give exactly what
     ``update`` called on each event in order would. ``update_many`` below picks it up.
 
-    A detector that reads labels through a ``FeedbackJoin`` may expose it as ``feedback_join``
-    with ``share_join(join)`` and ``update_matched(events, matches)``; ``share_feedback_joins``
-    then lets detectors whose joins have the same shape share one, fed once per batch.
+    A detector that reads labels through a ``FeedbackJoin`` derives from ``JoinsFeedback`` and
+    defines ``update_matched(events, matches)``; ``share_feedback_joins`` then lets detectors
+    whose joins have the same shape share one, fed once per batch.
     """
 
     name: ClassVar[str]
@@ -36,6 +36,29 @@ class Detector(Protocol):
 
 #: A finding and the position, in the batch given to ``update_many``, of the event that caused it.
 Positioned = tuple[int, Finding]
+
+
+class JoinsFeedback:
+    """A detector that reads labels through ``self._join``, a ``FeedbackJoin``: ``update_many`` feeds
+    the join and hands its matches to ``update_matched``, which a ``DetectorSet`` may instead call
+    with the matches of a join several detectors share (``share_feedback_joins``)."""
+
+    _join: FeedbackJoin
+
+    @property
+    def feedback_join(self) -> FeedbackJoin:
+        return self._join
+
+    def share_join(self, join: FeedbackJoin) -> None:
+        self._join = join
+
+    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
+        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        return self.update_matched(events, self._join.feed(events))
+
+    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
+        raise NotImplementedError
 
 
 def update_many(detector: Detector, events: Sequence[Event],
@@ -51,14 +74,12 @@ def update_many(detector: Detector, events: Sequence[Event],
     >>> update_many(ScoreDriftDetector(), [])
     []
     """
-    matched = getattr(detector, "update_matched", None) if matches_by_join is not None else None
-    if matched is not None:
-        assert matches_by_join is not None
-        join: FeedbackJoin = detector.feedback_join  # type: ignore[attr-defined]
+    if matches_by_join is not None and isinstance(detector, JoinsFeedback):
+        join = detector.feedback_join
         matches = matches_by_join.get(id(join))
         if matches is None:
             matches = matches_by_join[id(join)] = join.feed(events)
-        return matched(events, matches)  # type: ignore[no-any-return]
+        return detector.update_matched(events, matches)
     batched = getattr(detector, "update_many", None)
     if batched is not None:
         return batched(events)  # type: ignore[no-any-return]
@@ -76,8 +97,10 @@ def share_feedback_joins(detectors: Sequence[Detector]) -> None:
     """
     shared: dict[tuple[int, int], FeedbackJoin] = {}
     for detector in detectors:
-        join = getattr(detector, "feedback_join", None)
-        if join is None or not hasattr(detector, "share_join") or join.n_pending or join.counts != JoinCounts():
+        if not isinstance(detector, JoinsFeedback):
+            continue
+        join = detector.feedback_join
+        if join.n_pending or join.counts != JoinCounts():
             continue
         first = shared.setdefault(join.shape, join)
         if first is not join:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
-from detectors.base import Positioned, fresh_copy, register
+from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -69,7 +69,7 @@ class _Pair:
 
 
 @register("canary_regression")
-class CanaryRegressionDetector:
+class CanaryRegressionDetector(JoinsFeedback):
     """Finds a new model version that scores or errs differently from the old one on concurrent traffic.
 
     Example: from prediction 5000, a fifth of ``churn`` traffic goes to ``v2``, whose scores
@@ -129,18 +129,6 @@ class CanaryRegressionDetector:
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))
         return found[0][1] if found else None
-
-    @property
-    def feedback_join(self) -> FeedbackJoin:
-        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
-        return self._join
-
-    def share_join(self, join: FeedbackJoin) -> None:
-        self._join = join
-
-    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
-        return self.update_matched(events, self._join.feed(events))
 
     def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""

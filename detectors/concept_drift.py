@@ -1,8 +1,8 @@
 """Concept drift: a model version's error rate on labeled predictions rose and stayed up.
 
 A ``FeedbackJoin`` (the detector's own, or one a ``DetectorSet`` shares among detectors)
-matches delayed labels to earlier predictions by ``event_id``. The joined error stream (0 right, 1 wrong) of each ``(model_id,
-model_version)`` feeds River's ADWIN; a cut becomes a finding only after ``min_labels``
+matches delayed labels to earlier predictions by ``event_id``. The joined error stream (0
+right, 1 wrong) of each ``(model_id, model_version)`` feeds River's ADWIN; a cut becomes a finding only after ``min_labels``
 labels and when the error rate rose by at least ``min_effect`` (absolute) over at least
 ``min_recent`` labels (checked for ``recheck`` labels after each cut, since ADWIN may cut
 before the new regime is that long). Beside ADWIN, an upward CUSUM on the same error stream
@@ -32,7 +32,7 @@ from river import drift
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
 from detectors._lru import lru_get
-from detectors.base import Positioned, fresh_copy, register
+from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -60,7 +60,7 @@ class _VersionState:
 
 
 @register("concept_drift")
-class ConceptDriftDetector:
+class ConceptDriftDetector(JoinsFeedback):
     """Finds a lasting rise in a model version's error rate once delayed labels arrive.
 
     Example: the error rate of ``churn:v1`` goes from 20% to 45% at prediction 4000;
@@ -115,18 +115,6 @@ class ConceptDriftDetector:
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))
         return found[0][1] if found else None
-
-    @property
-    def feedback_join(self) -> FeedbackJoin:
-        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
-        return self._join
-
-    def share_join(self, join: FeedbackJoin) -> None:
-        self._join = join
-
-    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
-        return self.update_matched(events, self._join.feed(events))
 
     def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""

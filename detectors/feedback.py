@@ -4,7 +4,7 @@ Feedback is a ``PredictionEvent`` with a ``label`` and no features, carrying the
 ``event_id`` of an earlier prediction. ``FeedbackJoin`` remembers recent predictions by
 ``event_id`` for at most ``horizon_ms`` of event time and at most ``max_entries`` of them
 (oldest forgotten first), so memory stays bounded however many predictions never get a
-label. Each detector that needs labels owns its own join: detectors run independently.
+label. Each detector that needs labels has a join (``detectors.base.JoinsFeedback``).
 
 Most predictions never get a label, so remembering one is the hot path: the join keeps the
 (immutable) prediction event itself rather than a copy, and does no other allocation.

@@ -36,7 +36,7 @@ from typing import ClassVar, Mapping, NamedTuple, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors._lru import lru_get
-from detectors.base import Positioned, fresh_copy, register
+from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -179,7 +179,7 @@ class _Verdict(NamedTuple):  # a tuple: one is made per segment tested at every 
 
 
 @register("segment_degradation")
-class SegmentDegradationDetector:
+class SegmentDegradationDetector(JoinsFeedback):
     """Finds a segment (or pair of segment attributes) whose error rate rose while the rest held.
 
     Example: from prediction 12000 the error rate of ``region=EU,device=android`` (a ninth of
@@ -241,18 +241,6 @@ class SegmentDegradationDetector:
     def update(self, event: Event) -> Finding | None:
         found = self.update_many((event,))
         return found[0][1] if found else None
-
-    @property
-    def feedback_join(self) -> FeedbackJoin:
-        """The join matching labels to predictions (a ``DetectorSet`` may share it: ``share_join``)."""
-        return self._join
-
-    def share_join(self, join: FeedbackJoin) -> None:
-        self._join = join
-
-    def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
-        return self.update_matched(events, self._join.feed(events))
 
     def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
