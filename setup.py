@@ -10,5 +10,11 @@ setup(
             sources=["streams/_avrofast.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
+        # The detectors' inner loops; each has a Python twin (detectors/_kernels.c's header says which).
+        Extension(
+            "detectors._kernels",
+            sources=["detectors/_kernels.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ],
 )

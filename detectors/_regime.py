@@ -20,6 +20,11 @@ import numpy as np
 import numpy.typing as npt
 from river import drift
 
+try:  # built by `pip install` (setup.py); a source tree that was never installed has the Python path alone
+    from detectors import _kernels
+except ImportError:  # pragma: no cover - the installed package always has it
+    _kernels = None  # type: ignore[assignment]
+
 FloatArray = npt.NDArray[np.float64]
 #: A sorted sample's distinct values closed by +inf, how many values lie below each (closed by the
 #: sample's size, twice: nothing equals the +inf), and the size.
@@ -324,8 +329,7 @@ class RankCusum:
         ranks = self._ranks(values[start:])
         standardised = (ranks - 0.5) / self._scale  # the same float operations as ``update``, value by value
         last, up, down, up_start, down_start = _cusum_run(
-            self._up.stat, self._down.stat, (standardised - self.slack).tolist(),
-            (-standardised - self.slack).tolist(), self.threshold,
+            self._up.stat, self._down.stat, standardised, self.slack, self.threshold,
         )
         first = 0 if min(up_start, down_start) < 0 else min(up_start, down_start)  # where the runs began
         alarm = self._catch_up(
@@ -400,15 +404,18 @@ class RankCusum:
             self._scale = 1e-3
 
 
-def _cusum_run(
-    up: float, down: float, up_gains: list[float], down_gains: list[float], threshold: float,
+def _py_cusum_run(
+    up: float, down: float, standardised: FloatArray, slack: float, threshold: float,
 ) -> tuple[int, float, float, int, int]:
-    """Both CUSUM sides over the gains until one exceeds ``threshold`` (>= 0) or the gains end.
+    """Both CUSUM sides over ``standardised`` until one exceeds ``threshold`` (>= 0) or the values end.
 
+    Each value ``x`` gains ``x - slack`` on the up side and ``-x - slack`` on the down side.
     Returns the last index stepped, the sides' statistics then (below zero where ``step``
     would hold zero: the next gain restarts the run all the same) and the index at which
-    each side's current run began (-1: before these gains). The hot loop of ``update_many``.
+    each side's current run began (-1: before these values). The hot loop of ``update_many``;
+    ``detectors/_kernels.c`` has it compiled (``_cusum_run``), this is the reference.
     """
+    up_gains, down_gains = (standardised - slack).tolist(), (-standardised - slack).tolist()
     up_start = down_start = -1
     for index, gain in enumerate(up_gains):
         if up > 0.0:
@@ -423,6 +430,9 @@ def _cusum_run(
         if up > threshold or down > threshold:
             return index, up, down, up_start, down_start
     return len(up_gains) - 1, up, down, up_start, down_start
+
+
+_cusum_run = _py_cusum_run if _kernels is None else _kernels.cusum_run
 
 
 def _distinct_counts(ordered: list[float]) -> _DistinctCounts:

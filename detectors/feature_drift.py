@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from itertools import chain
 from operator import itemgetter
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
+from detectors._columns import table as feature_table
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import CusumAlarm, FloatArray, RankCusum, affected, iso_utc
 from detectors.base import Positioned, fresh_copy, register
@@ -259,20 +259,13 @@ def _feature_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:
     maps = [event.features for event in batch]
     if sum(map(len, maps)) == len(names) * len(batch):
         try:
-            table = _table(maps, names)
+            table = feature_table(maps, names)  # float of each value, as ``update`` takes them
         except (KeyError, TypeError, ValueError):  # another feature in place of one of these, or not a float
             return _ragged_columns(batch)
         if np.isfinite(table).all():
             every = list(range(len(batch)))
             return {name: (every, values) for name, values in zip(names, table.T)}
     return _ragged_columns(batch)
-
-
-def _table(maps: list[Mapping[str, float]], names: list[str]) -> FloatArray:
-    """The ``names`` features of every map, a row per map (``float`` of each, as ``update`` takes them)."""
-    rows = map(itemgetter(*names), maps)
-    flat = np.fromiter(rows if len(names) == 1 else chain.from_iterable(rows), np.float64, len(maps) * len(names))
-    return flat.reshape(len(maps), len(names))
 
 
 def _ragged_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:

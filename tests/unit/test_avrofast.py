@@ -335,6 +335,17 @@ def test_many_distinct_strings_still_decode_exactly() -> None:
     assert first is not None and second is not None and first.model_id == second.model_id == long_text
 
 
+def test_strings_read_again_come_from_the_cache_only_when_their_bytes_match() -> None:
+    """read_string's cache of recent ASCII strings: near misses and non-ASCII text decode as themselves."""
+    decoder = decoder_for("prediction")
+    for model_id in ["fraud", "fraue", "frau", "fraud ", "fräud", "fräud", "", "fraud", "ｆraud", "fräud"]:
+        event = decoder.read_plain(_body("prediction", model_id=_text(model_id), segment=_string_map({model_id: "v"})))
+        assert event is not None and event.model_id == model_id and list(event.segment) == [model_id]
+    first = decoder.read_plain(_body("prediction", model_id=_text("fräud")))
+    second = decoder.read_plain(_body("prediction", model_id=_text("fräud")))
+    assert first is not None and second is not None and first.model_id is second.model_id  # shared all the same
+
+
 def test_a_class_without_slots_is_built_attribute_by_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
     """Events go straight into their slots; a class whose fields are not slots takes the generic way,
     and both give the event the precise path gives."""

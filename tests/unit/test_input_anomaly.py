@@ -149,3 +149,20 @@ def test_micro_batches_learn_and_find_what_single_events_do(settings: dict[str, 
     assert (batched._judged, batched._flagged) == (one_by_one._judged, one_by_one._flagged) > (0, 0)
     if not settings:
         assert [(index, f.principal) for index, f in expected] == [(6381, "svc-3"), (12960, "svc-3"), (19080, "svc-3")]
+
+
+def test_the_thresholder_is_called_past_rivers_wrapper_only_once_it_has_learned() -> None:
+    from river import stats
+
+    from detectors.input_anomaly import _quantile_methods
+
+    wrapped, direct = stats.Quantile(0.9), stats.Quantile(0.9)
+    get, update = _quantile_methods(direct)
+    assert get() is None and get.__self__ is direct  # before its first update: the wrapper, which answers None
+    rng = random.Random(3)
+    for _ in range(500):
+        value = rng.lognormvariate(0, 1)
+        wrapped.update(value)
+        update(value)
+        get, update = _quantile_methods(direct)
+    assert get.__self__ is direct._quantile and get() == wrapped.get() == direct.get()

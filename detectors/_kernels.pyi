@@ -1,0 +1,11 @@
+"""Types of the compiled kernels (detectors/_kernels.c)."""
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+def cusum_run(
+    up: float, down: float, standardised: npt.NDArray[np.float64], slack: float, threshold: float, /
+) -> tuple[int, float, float, int, int]: ...
+def gather(maps: Sequence[Mapping[str, float]], names: tuple[str, ...], /) -> bytearray | None: ...
