@@ -119,9 +119,10 @@ class Engine:
 def feed_book(book: IncidentBook, events: Sequence[Event], findings: Sequence[Positioned],
               output: EngineOutput) -> None:
     """Hand the book each event's findings, then the event itself, in event order (as ``process`` does)."""
-    next_finding = 0
-    for position, event in enumerate(events):
-        while next_finding < len(findings) and findings[next_finding][0] == position:
-            book.handle(findings[next_finding][1], output)
-            next_finding += 1
-        book.observe(event, output)
+    observed = 0
+    for position, finding in findings:
+        if position > observed:
+            book.observe_many(events[observed:position], output)
+            observed = position
+        book.handle(finding, output)
+    book.observe_many(events[observed:] if observed else events, output)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from detectors.containment import ContainmentPolicy, EnforceBudget, ModelVersions, downgrade
 from detectors.correlation import CaseLink, CaseLinker
@@ -165,16 +165,35 @@ class IncidentBook:
 
     def observe(self, event: Event, output: EngineOutput) -> None:
         """Event time moved on: record evidence, count affected predictions, resolve and expire."""
-        if event.ts > self.watermark:
-            self.watermark = event.ts
-        self.versions.observe(event, self._model_has_open_incident)
-        if self._by_asset:
-            for tracked in self._touched_by(event):
-                self._record(tracked, event, output)
-        boundary = self.watermark - self.watermark % self.check_every_ms
-        if boundary > self._last_sweep or self._changed_since_sweep:
-            self._last_sweep, self._changed_since_sweep = boundary, False
-            self._sweep(boundary, output)
+        self.observe_many((event,), output)
+
+    def observe_many(self, events: Sequence[Event], output: EngineOutput) -> None:
+        """``observe`` on each event in turn, with no finding among them (the engine's path per micro-batch).
+
+        Which open incidents a model's predictions touch changes only with a finding or a sweep,
+        so between sweeps it is looked up once per model rather than once per prediction.
+        """
+        touched_by_model: dict[str, list[_Tracked]] = {}
+        observe_version, model_is_open = self.versions.observe, self._model_has_open_incident
+        check_every = self.check_every_ms
+        for event in events:
+            if event.ts > self.watermark:
+                self.watermark = event.ts
+            observe_version(event, model_is_open)
+            if self._by_asset:
+                if type(event) is PredictionEvent:
+                    touched = touched_by_model.get(event.model_id)
+                    if touched is None:
+                        touched = touched_by_model[event.model_id] = self._touched_by(event)
+                else:
+                    touched = self._touched_by(event)
+                for tracked in touched:
+                    self._record(tracked, event, output)
+            boundary = self.watermark - self.watermark % check_every
+            if boundary > self._last_sweep or self._changed_since_sweep:
+                self._last_sweep, self._changed_since_sweep = boundary, False
+                self._sweep(boundary, output)
+                touched_by_model.clear()
 
     @property
     def open_incidents(self) -> list[Incident]:

@@ -9,6 +9,7 @@ Both are enforced by ``streams.pipeline.Pipeline``; docs/guarantees.md states th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from detectors.events import AccessEvent, Event
 
@@ -46,16 +47,40 @@ class EventTimeGuard:
 
     def check(self, partition: TopicPartitionKey, ts: int, received_at: int) -> str | None:
         """``None`` (and the watermark advances) if the event is accepted, else the dead-letter reason."""
+        refused = self.screen(partition, (ts,), received_at)
+        return refused[0][1] if refused else None
+
+    def screen(self, partition: TopicPartitionKey, stamps: Sequence[int], received_at: int) -> list[tuple[int, str]]:
+        """``check`` on each of a partition's event times in turn (all received at ``received_at``).
+
+        Returns the index and reason of each refused one; the watermark ends where the accepted
+        ones left it. One loop with the watermark in a local: the pipeline's path per batch.
+        """
+        refused: list[tuple[int, str]] = []
+        watermark = self.watermarks.get(partition)
+        latest, lateness = received_at + self.max_future_ms, self.allowed_lateness_ms
+        for index, ts in enumerate(stamps):
+            if ts > latest or watermark is not None and ts < watermark - lateness:
+                refused.append((index, self._reason(ts, received_at, watermark)))
+                continue
+            candidate = ts if ts < received_at else received_at
+            if watermark is None or candidate > watermark:
+                watermark = candidate
+        if watermark is not None:
+            self.watermarks[partition] = watermark
+        return refused
+
+    def _reason(self, ts: int, received_at: int, watermark: int | None) -> str:
         if ts > received_at + self.max_future_ms:
             return (f"{OUT_OF_BOUNDS}: ts {ts} is {ts - received_at} ms ahead of receipt "
                     f"(limit {self.max_future_ms} ms)")
-        watermark = self.watermarks.get(partition)
-        if watermark is not None and ts < watermark - self.allowed_lateness_ms:
-            return (f"{OUT_OF_BOUNDS}: ts {ts} is {watermark - ts} ms behind the partition watermark "
-                    f"(allowed lateness {self.allowed_lateness_ms} ms)")
-        candidate = min(ts, received_at)
-        self.watermarks[partition] = candidate if watermark is None else max(watermark, candidate)
-        return None
+        assert watermark is not None
+        return (f"{OUT_OF_BOUNDS}: ts {ts} is {watermark - ts} ms behind the partition watermark "
+                f"(allowed lateness {self.allowed_lateness_ms} ms)")
+
+
+#: Event types capped per key and batch (``flood_key`` names the key).
+FLOODABLE = (AccessEvent,)
 
 
 def flood_key(event: Event) -> str | None:
@@ -64,6 +89,6 @@ def flood_key(event: Event) -> str | None:
     Predictions are keyed by model and a busy model legitimately sends thousands per batch,
     so capping them would blind drift detection; a principal has no such excuse.
     """
-    if isinstance(event, AccessEvent):
+    if isinstance(event, FLOODABLE):
         return event.principal
     return None

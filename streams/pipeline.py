@@ -1,22 +1,25 @@
 """One pipeline, two feeders: raw Kafka messages or replayed records in, outputs out.
 
-``Pipeline.process_batch`` turns a batch of raw messages into decoded events (or
-dead letters), applies the edge's input rules (event-time bounds, per-key cap), runs
-the events through the pure detectors of their partition and the shared incident book,
-and returns everything to deliver. The worker (Kafka) and ``run_events`` (tests, replay)
-both use it.
+``Pipeline.process_runs`` turns a batch of raw messages, given as runs of one partition's
+records, into decoded events (or dead letters), applies the edge's input rules (event-time
+bounds, per-key cap), runs the events through the pure detectors of their partition and the
+shared incident book, and returns everything to deliver. The worker hands it what ``getmany``
+returned, record objects as they are; ``process_batch`` takes ``RawMessage`` tuples (tests,
+tools) and groups them into runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple, Protocol
+from bisect import bisect_left
+from operator import attrgetter
+from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 from detectors.engine import DetectorSet, Engine, EngineOutput, feed_book
 from detectors.events import Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
 from detectors.incidents import EvidenceRow
-from streams.admission import EventTimeGuard, TopicPartitionKey, flood_key
+from streams.admission import FLOODABLE, EventTimeGuard, TopicPartitionKey, flood_key
 from streams.codec import DeadLetter, EventDecoder, decoder_for
 from streams.settings import Settings
 
@@ -29,6 +32,41 @@ class RawMessage(NamedTuple):
     offset: int
     value: bytes
     received_at: int
+
+
+class Record(Protocol):
+    """A message's place in its partition and its bytes: an aiokafka ``ConsumerRecord``, a ``RawMessage``."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+#: One partition's consecutive records, offsets ascending: (topic, partition, received_at, records).
+PartitionRun = tuple[str, int, int, Sequence[Record]]
+_offset = attrgetter("offset")
+
+
+def _runs_of(messages: Iterable[RawMessage]) -> Iterator[PartitionRun]:
+    """Consecutive messages of one partition, received at the same time with offsets ascending, as runs."""
+    run: list[RawMessage] = []
+    for message in messages:
+        if run:
+            last = run[-1]
+            if (message.partition != last.partition or message.topic != last.topic
+                    or message.received_at != last.received_at or message.offset <= last.offset):
+                yield last.topic, last.partition, last.received_at, run
+                run = []
+        run.append(message)
+    if run:
+        yield run[0].topic, run[0].partition, run[0].received_at, run
+
+
+def _declines(raw: bytes) -> None:
+    """The accept path of a topic without a decoder: every message takes ``Pipeline._decode``."""
+    return None
 
 
 @dataclass
@@ -155,60 +193,82 @@ class Pipeline:
 
     # ---- processing
     def process_batch(self, messages: Iterable[RawMessage]) -> BatchResult:
-        result = BatchResult()
-        output = EngineOutput()
-        replay_output = EngineOutput()  # what replayed messages cause: already delivered once
+        """Everything a batch of messages causes; consecutive messages of a partition go as one run."""
+        return self.process_runs(_runs_of(messages))
+
+    def process_runs(self, runs: Iterable[PartitionRun]) -> BatchResult:
+        """Everything a batch causes, given as runs of one partition's records (the worker's path).
+
+        A run is ``(topic, partition, received_at, records)``, each record with ``offset`` and
+        ``value`` (an aiokafka ``ConsumerRecord``, a ``RawMessage``), offsets ascending. Records
+        below the partition's replay mark rebuild state only.
+        """
+        result, output, replay_output = BatchResult(), EngineOutput(), EngineOutput()
         per_key: dict[tuple[TopicPartitionKey, str], list[RawMessage]] = {}
-        run: list[Event] = []  # consecutive admitted events of one partition, replaying or not
-        run_of: tuple[TopicPartitionKey, bool] | None = None
-        partition: TopicPartitionKey | None = None
-        replay_mark, decoder, check_time, capped = -1, None, self.guard.check, bool(self.max_events_per_key)
-        for message in messages:
-            topic, partition_number, offset, value, received_at = message
-            if partition is None or partition_number != partition[1] or topic != partition[0]:
-                partition = (topic, partition_number)
-                replay_mark = self.replay_until.get(partition, -1)
-                decoder = self.decoders.get(topic)
-            replaying = offset < replay_mark
-            # The compiled accept path first; whatever it declines takes the full decode, which words the error.
-            decoded = decoder.read_plain(value) if decoder is not None else None
-            if decoded is None:
-                decoded = self._decode(message)
-                if isinstance(decoded, DeadLetter):
-                    if not replaying:
-                        result.dead_letters.append(decoded)
-                    continue
-            late = check_time(partition, decoded.ts, received_at)
-            if late is not None:
-                if not replaying:
-                    result.dead_letters.append(DeadLetter(topic, partition_number, offset, received_at, late,
-                                                          "validation", value, event_type_name(decoded)))
+        for topic, number, received_at, records in runs:
+            if not records:
                 continue
-            if capped and not self._within_cap(partition, decoded, message, per_key):
-                continue
-            if run_of is None or run_of[0] is not partition or run_of[1] is not replaying:
-                self._detect(run_of, run, output, replay_output)
-                run, run_of = [], (partition, replaying)
-            run.append(decoded)
-            if replaying:
-                result.replayed += 1
-            else:
-                result.events += 1
-        self._detect(run_of, run, output, replay_output)
+            partition = (topic, number)
+            live_from = bisect_left(records, self.replay_until.get(partition, -1), key=_offset)
+            if live_from:
+                self._run(partition, received_at, records[:live_from], True, result, replay_output, per_key)
+            if live_from < len(records):
+                self._run(partition, received_at, records[live_from:] if live_from else records, False, result,
+                          output, per_key)
         result.dead_letters.extend(self._flood_dead_letters(per_key, result))
         result.incidents = output.incidents
         result.commands = output.commands
         result.evidence = output.evidence
         return result
 
-    def _detect(self, run_of: tuple[TopicPartitionKey, bool] | None, events: list[Event], output: EngineOutput,
-                replay_output: EngineOutput) -> None:
-        """One partition's consecutive events through its detectors (one micro-batch), then the book."""
-        if run_of is None or not events:
-            return
-        partition, replaying = run_of
-        findings = self.shard(partition).update_batch(events)
-        feed_book(self.book, events, findings, replay_output if replaying else output)
+    def _run(self, partition: TopicPartitionKey, received_at: int, records: Sequence[Record], replaying: bool,
+             result: BatchResult, output: EngineOutput, per_key: dict) -> None:
+        """Decode -> event-time rule -> per-key cap -> detect, for consecutive records of one partition."""
+        events, sources, refused = self._decoded(partition, received_at, records)
+        late = self.guard.screen(partition, [event.ts for event in events], received_at)
+        if late:
+            refused.extend(DeadLetter(partition[0], partition[1], sources[index].offset, received_at, reason,
+                                      "validation", sources[index].value or b"", event_type_name(events[index]))
+                           for index, reason in late)
+            refused.sort(key=_offset)  # back into message order
+            dropped = {index for index, _ in late}
+            events = [event for index, event in enumerate(events) if index not in dropped]
+            sources = [source for index, source in enumerate(sources) if index not in dropped]
+        if self.max_events_per_key:
+            events = [event for event, source in zip(events, sources)
+                      if not isinstance(event, FLOODABLE) or self._within_cap(
+                          partition, event, RawMessage(partition[0], partition[1], source.offset,
+                                                       source.value or b"", received_at), per_key)]
+        if replaying:
+            result.replayed += len(events)
+        else:
+            result.events += len(events)
+            result.dead_letters.extend(refused)
+        if events:
+            feed_book(self.book, events, self.shard(partition).update_batch(events), output)
+
+    def _decoded(self, partition: TopicPartitionKey, received_at: int,
+                 records: Sequence[Record]) -> tuple[list[Event], list[Record], list[DeadLetter]]:
+        """The records' events with the record each came from, and a dead letter for each that has none.
+
+        The compiled accept path first; whatever it declines takes the full decode, which words the error.
+        """
+        decoder = self.decoders.get(partition[0])
+        read = decoder.plain_reader if decoder is not None else _declines
+        events: list[Event] = []
+        sources: list[Record] = []
+        refused: list[DeadLetter] = []
+        for record in records:
+            decoded = read(record.value or b"")
+            if decoded is None:
+                decoded = self._decode(RawMessage(partition[0], partition[1], record.offset, record.value or b"",
+                                                  received_at))
+                if isinstance(decoded, DeadLetter):
+                    refused.append(decoded)
+                    continue
+            events.append(decoded)
+            sources.append(record)
+        return events, sources, refused
 
     def _within_cap(self, partition: TopicPartitionKey, event: Event, message: RawMessage, per_key: dict) -> bool:
         """False when ``event`` is over its key's per-batch cap (it is then shed, not analysed)."""

@@ -10,7 +10,7 @@ aiokafka batch loop (``enable_auto_commit=False``, ``getmany``, a
 
 One batch, in order (``_handle`` then ``_settle``):
 
-1. decode and detect (``Pipeline.process_batch``; state per input partition);
+1. decode and detect (``Pipeline.process_runs``; state per input partition);
 2. hand the outputs to the :class:`~streams.spill.SpillingSink` in front of the store:
    written through, or spilled to disk while the store is down;
 3. publish incidents, containment commands (HMAC-signed) and dead letters to Kafka and
@@ -47,7 +47,7 @@ from aiokafka.errors import KafkaError
 from streams.kafka_security import client_kwargs
 from streams.membership import (MemberRecord, clear_record, leave_for_previous_run, member_id_of, record_path,
                                 write_record)
-from streams.pipeline import BatchResult, OutputSink, Pipeline, RawMessage, deliver
+from streams.pipeline import BatchResult, OutputSink, PartitionRun, Pipeline, deliver
 from streams.publisher import AIOKafkaRecordProducer, BatchPublisher
 from streams.runtime import tune_garbage_collector, tune_switch_interval
 from streams.settings import Settings
@@ -285,7 +285,8 @@ class Worker:
         snapshots never run ahead of the store.
         """
         received_at = int(time.time() * 1000)
-        messages, offsets = [], {}
+        runs: list[PartitionRun] = []
+        offsets = {}
         for tp, batch in records.items():
             progress = self._progress.get(tp)
             if progress is None or not batch:
@@ -298,9 +299,9 @@ class Worker:
                             skipped - len(batch))
                 if not batch:
                     continue
-            messages.extend(RawMessage(tp.topic, tp.partition, m.offset, m.value or b"", received_at) for m in batch)
+            runs.append((tp.topic, tp.partition, received_at, batch))
             offsets[tp] = batch[-1].offset + 1
-        result = self.pipeline.process_batch(messages)
+        result = self.pipeline.process_runs(runs)
         await self._outputs_delivered()  # the spill takes one batch at a time
         for tp, next_offset in offsets.items():
             self._progress[tp].next_offset = next_offset
