@@ -28,6 +28,11 @@ import numpy as np
 import numpy.typing as npt
 from river import anomaly
 
+try:  # built by `pip install` (setup.py); a source tree that was never installed has the Python path alone
+    from detectors import _kernels
+except ImportError:  # pragma: no cover - the installed package always has it
+    _kernels = None  # type: ignore[assignment]
+
 Leaves = npt.NDArray[np.int64]  # (events, trees): tree t's leaf at t * 2**height + leaf
 Rows = npt.NDArray[np.float64]  # (events, features): scaled events, columns in the forest's feature order
 
@@ -64,7 +69,19 @@ class HalfSpaceForest:
         return self.window_size - self._counter
 
     def leaves(self, rows: Rows) -> Leaves:
-        """Each event's leaf in each tree."""
+        """Each event's leaf in each tree (compiled: ``detectors/_kernels.c`` walk)."""
+        if _kernels is None:
+            return self._py_leaves(rows)
+        flat = self.__dict__.get("_flat_splits")
+        if flat is None:  # made on first use, so forests from older snapshots have it too
+            flat = self._flat_splits = (np.concatenate([np.zeros(0, np.int64), *self._split_features]),
+                                        np.concatenate([np.zeros(0, np.float64), *self._split_thresholds]))
+        walked = _kernels.walk(np.ascontiguousarray(rows, dtype=np.float64), rows.shape[1], flat[0], flat[1],
+                               self.n_trees, self.height)
+        return np.frombuffer(walked, np.int64).reshape(len(rows), self.n_trees)
+
+    def _py_leaves(self, rows: Rows) -> Leaves:
+        """``leaves`` in Python and numpy: the reference the compiled walk is tested against."""
         if len(rows) < SMALL_BATCH:
             return self._leaves_one_by_one(rows)
         n_events, n_features = rows.shape

@@ -13,6 +13,8 @@
  * gather(maps, names): the ``names`` values of every dict in ``maps``, row by row, as a bytearray
  *   of float64; None if any value is not a plain float or int (the caller's Python path then
  *   decides), KeyError if a dict lacks a name.
+ * walk(rows, n_features, split_features, split_thresholds, n_trees, height): each row's leaf in each
+ *   half-space tree, as a bytearray of int64 (rows x trees); see _halfspace.HalfSpaceForest._py_leaves.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -110,9 +112,93 @@ decline:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(walk_doc,
+"walk(rows, n_features, split_features, split_thresholds, n_trees, height) -> bytearray\n\n"
+"Each row's leaf in each tree, int64, row after row. ``rows`` is a float64 buffer of rows of\n"
+"``n_features``; the splits are int64 and float64 buffers of every level's nodes, level after level\n"
+"(level d holds n_trees * 2**d nodes); a node k of level d goes to child 2k if the row's value of its\n"
+"feature is below its threshold, else 2k + 1. As _halfspace.HalfSpaceForest._py_leaves.");
+
+static int float64_buffer(PyObject *object, Py_buffer *view, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize == sizeof(double) && view->format != NULL && strcmp(view->format, "d") == 0) return 0;
+    PyBuffer_Release(view);
+    PyErr_Format(PyExc_TypeError, "walk: %s must be a contiguous float64 buffer", what);
+    return -1;
+}
+
+static PyObject *walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "walk(rows, n_features, split_features, split_thresholds, n_trees, height)");
+        return NULL;
+    }
+    Py_ssize_t n_features = PyLong_AsSsize_t(args[1]), n_trees = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t height = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    if (n_features < 1 || n_trees < 1 || height < 0 || height > 30) {
+        PyErr_SetString(PyExc_ValueError, "walk: n_features and n_trees must be positive, height in 0..30");
+        return NULL;
+    }
+    Py_buffer rows, features, thresholds;
+    if (float64_buffer(args[0], &rows, "rows") < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &features, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&rows);
+        return NULL;
+    }
+    if (float64_buffer(args[3], &thresholds, "split_thresholds") < 0) {
+        PyBuffer_Release(&features);
+        PyBuffer_Release(&rows);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n_nodes = n_trees * (((Py_ssize_t)1 << height) - 1);
+    Py_ssize_t n_values = rows.len / (Py_ssize_t)sizeof(double), n_rows = n_values / n_features;
+    const int64_t *feature = (const int64_t *)features.buf;
+    const double *threshold = (const double *)thresholds.buf, *values = (const double *)rows.buf;
+    if (features.itemsize != sizeof(int64_t) || features.format == NULL ||
+        (strcmp(features.format, "l") != 0 && strcmp(features.format, "q") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "walk: split_features must be a contiguous int64 buffer");
+        goto done;
+    }
+    if (features.len / (Py_ssize_t)sizeof(int64_t) != n_nodes || thresholds.len / (Py_ssize_t)sizeof(double) != n_nodes ||
+        n_rows * n_features != n_values) {
+        PyErr_SetString(PyExc_ValueError, "walk: the buffers' sizes do not fit n_features, n_trees and height");
+        goto done;
+    }
+    for (Py_ssize_t node = 0; node < n_nodes; node++) {
+        if (feature[node] < 0 || feature[node] >= n_features) {
+            PyErr_SetString(PyExc_ValueError, "walk: a split feature is not a column of the rows");
+            goto done;
+        }
+    }
+    out = PyByteArray_FromStringAndSize(NULL, n_rows * n_trees * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) goto done;
+    int64_t *leaf = (int64_t *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t row = 0; row < n_rows; row++) {
+        const double *value = values + row * n_features;
+        for (Py_ssize_t tree = 0; tree < n_trees; tree++) {
+            int64_t node = tree;
+            Py_ssize_t level_start = 0, level_size = n_trees;
+            for (Py_ssize_t depth = 0; depth < height; depth++) {
+                Py_ssize_t at = level_start + node;
+                node = 2 * node + (value[feature[at]] < threshold[at] ? 0 : 1);
+                level_start += level_size;
+                level_size *= 2;
+            }
+            *leaf++ = node;
+        }
+    }
+done:
+    PyBuffer_Release(&thresholds);
+    PyBuffer_Release(&features);
+    PyBuffer_Release(&rows);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"cusum_run", (PyCFunction)(void (*)(void))cusum_run, METH_FASTCALL, cusum_run_doc},
     {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL, gather_doc},
+    {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
     {NULL, NULL, 0, NULL},
 };
 

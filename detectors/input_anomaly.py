@@ -77,10 +77,13 @@ class _Scaler:
             filled = (map(vector.get, self.names, self.midpoints) for vector in vectors)
             flat = np.fromiter(chain.from_iterable(filled), np.float64, len(vectors) * len(self.names))
             values = flat.reshape(len(vectors), len(self.names))
-        values = np.where(np.isfinite(values), values, self.high)
-        scaled = (values - self.low) / self.span
-        scaled = np.where(scaled > 0.0, scaled, 0.0)  # Python's max(0.0, x) and min(1.0, x): NaN becomes 0.0
-        return np.where(scaled < 1.0, scaled, 1.0)
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = np.where(finite, values, self.high)
+        scaled: Rows = values - self.low  # finite, so no NaN below: clipping is Python's max(0.0, min(1.0, x))
+        scaled /= self.span
+        np.maximum(scaled, 0.0, out=scaled)
+        return np.minimum(scaled, 1.0, out=scaled)
 
 
 @dataclass

@@ -107,3 +107,36 @@ def test_a_table_is_writable_and_shaped_a_row_per_map() -> None:
     table = _columns.table([{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}, {"x": 5.0, "y": 6.0}], ("y", "x"))
     assert table.shape == (3, 2) and table.flags.writeable
     assert table.tolist() == [[2.0, 1.0], [4.0, 3.0], [6.0, 5.0]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(n_features=st.integers(1, 5), n_trees=st.integers(1, 4), height=st.integers(0, 6), seed=st.integers(0, 99),
+       n_rows=st.integers(0, 30), data=st.data())
+def test_walk_finds_the_leaves_numpy_finds(n_features: int, n_trees: int, height: int, seed: int, n_rows: int,
+                                           data: st.DataObject) -> None:
+    from detectors._halfspace import SMALL_BATCH, HalfSpaceForest
+
+    names = [f"f{index}" for index in range(n_features)]
+    forest = HalfSpaceForest(names, n_trees, height, 50, seed)
+    cell = st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, -0.0, math.nan]))
+    rows = np.array(data.draw(st.lists(st.lists(cell, min_size=n_features, max_size=n_features),
+                                       min_size=n_rows, max_size=n_rows)), dtype=np.float64).reshape(n_rows, n_features)
+    compiled = forest.leaves(rows)
+    assert compiled.shape == (n_rows, n_trees) and compiled.dtype == np.int64
+    assert compiled.tolist() == forest._py_leaves(rows).tolist()
+    if n_rows >= SMALL_BATCH:  # both of the twin's ways
+        assert compiled[:3].tolist() == forest._py_leaves(rows[:3]).tolist()
+
+
+def test_walk_refuses_splits_that_do_not_fit_the_rows() -> None:
+    rows = np.zeros((2, 3), dtype=np.float64)
+    features, thresholds = np.array([0, 1, 2], dtype=np.int64), np.full(3, 0.5)
+    assert np.frombuffer(kernels.walk(rows, 3, features, thresholds, 1, 2), np.int64).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="not a column"):
+        kernels.walk(rows, 3, np.array([0, 3, 2], dtype=np.int64), thresholds, 1, 2)
+    with pytest.raises(ValueError, match="sizes"):
+        kernels.walk(rows, 3, features, thresholds, 2, 2)
+    with pytest.raises(TypeError):
+        kernels.walk(rows, 3, features.astype(np.int32), thresholds, 1, 2)
+    with pytest.raises(TypeError):
+        kernels.walk(rows.astype(np.float32), 3, features, thresholds, 1, 2)
