@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
 
+from detectors.batch import Batch
 from detectors.events import Event
 from detectors.feedback import FeedbackJoin, JoinCounts, Matched
 from detectors.findings import Finding
@@ -21,8 +22,12 @@ class Detector(Protocol):
     define ``update_many(events) -> list[(position, Finding)]``; it must give exactly what
     ``update`` called on each event in order would. ``update_many`` below picks it up.
 
+    A detector may instead (or as well) define ``update_batch(batch)``, taking a
+    ``detectors.batch.Batch``: the events with derivations several detectors share (the
+    predictions grouped by version, computed once per batch for all of them).
+
     A detector that reads labels through a ``FeedbackJoin`` derives from ``JoinsFeedback`` and
-    defines ``update_matched(events, matches)``; ``share_feedback_joins`` then lets detectors
+    defines ``update_matched(batch, matches)``; ``share_feedback_joins`` then lets detectors
     whose joins have the same shape share one, fed once per batch.
     """
 
@@ -54,32 +59,32 @@ class JoinsFeedback:
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
-        return self.update_matched(events, self._join.feed(events))
+        return self.update_batch(Batch(events))
 
-    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+    def update_batch(self, batch: Batch) -> list[Positioned]:
+        """``update_many`` over a batch several detectors share (its join's matches fed once)."""
+        return self.update_matched(batch, batch.matches(self._join))
+
+    def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
         raise NotImplementedError
 
 
-def update_many(detector: Detector, events: Sequence[Event],
-                matches_by_join: dict[int, list[Matched]] | None = None) -> list[Positioned]:
+def update_many(detector: Detector, events: Sequence[Event], batch: Batch | None = None) -> list[Positioned]:
     """``detector``'s findings over ``events`` in order, each with its event's position.
 
-    Uses the detector's own ``update_many`` when it has one (a micro-batch implementation),
-    else calls ``update`` per event; both give the same findings. With ``matches_by_join`` (one
-    dict for all the detectors given the same ``events``), a detector with a feedback join takes
-    its join's matches from there, feeding the join only if no detector sharing it has yet.
+    Uses the detector's own ``update_batch`` or ``update_many`` when it has one (a micro-batch
+    implementation), else calls ``update`` per event; all give the same findings. ``batch``
+    (the same ``Batch`` of ``events`` for all the detectors given them) shares what they
+    derive from the events: a join's matches, the predictions grouped by version.
 
     >>> from detectors.score_drift import ScoreDriftDetector
     >>> update_many(ScoreDriftDetector(), [])
     []
     """
-    if matches_by_join is not None and isinstance(detector, JoinsFeedback):
-        join = detector.feedback_join
-        matches = matches_by_join.get(id(join))
-        if matches is None:
-            matches = matches_by_join[id(join)] = join.feed(events)
-        return detector.update_matched(events, matches)
+    by_batch = getattr(detector, "update_batch", None)
+    if by_batch is not None:
+        return by_batch(batch if batch is not None else Batch(events))  # type: ignore[no-any-return]
     batched = getattr(detector, "update_many", None)
     if batched is not None:
         return batched(events)  # type: ignore[no-any-return]
@@ -93,7 +98,7 @@ def share_feedback_joins(detectors: Sequence[Detector]) -> None:
     Fed the same events they would give the same matches, so one join does for all (three
     label detectors: about 0.8 us less per prediction). Only unfed joins are merged, so no
     learned state is dropped. The detectors must then be fed together: through a
-    ``DetectorSet``, or ``update_many`` with one ``matches_by_join`` for all of them.
+    ``DetectorSet``, or ``update_many`` with one ``Batch`` for all of them.
     """
     shared: dict[tuple[int, int], FeedbackJoin] = {}
     for detector in detectors:

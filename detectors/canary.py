@@ -23,6 +23,7 @@ from typing import ClassVar, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
+from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -130,8 +131,9 @@ class CanaryRegressionDetector(JoinsFeedback):
         found = self.update_many((event,))
         return found[0][1] if found else None
 
-    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+    def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
+        events = batch.events
         found: list[Positioned] = []
         labels = iter(matches)
         label = next(labels, None)

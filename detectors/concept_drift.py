@@ -22,6 +22,7 @@ its next alarm. Before any version's state is evicted, the waiting labels are le
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -31,8 +32,9 @@ import numpy as np
 from river import drift
 
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
-from detectors._lru import lru_get
+from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
+from detectors.batch import NO_PREDICTIONS, Batch
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -116,8 +118,45 @@ class ConceptDriftDetector(JoinsFeedback):
         found = self.update_many((event,))
         return found[0][1] if found else None
 
-    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
-        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
+    def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``).
+
+        Unless the batch could evict a version, predictions are counted per version from the
+        batch's grouping and only the labels are walked; else event by event.
+        """
+        by_version = batch.predictions_by_version()
+        touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
+        for label in matches:
+            prediction = label.prediction
+            key = (prediction.model_id, prediction.model_version)
+            touched[key] = max(touched.get(key, -1), label.position)
+        if not fits_without_eviction(self._states, touched, self.max_keys):
+            return self._update_in_order(batch.events, matches)
+        found: list[Positioned] = []
+        waiting: dict[ModelKey, list[_Label]] = {}
+        states, before = self._states, dict[ModelKey, int]()
+        for label in matches:
+            prediction = label.prediction
+            key = (prediction.model_id, prediction.model_version)
+            positions, events = by_version.get(key, NO_PREDICTIONS)
+            state = states.get(key)
+            if state is None:  # first seen in this batch: at its first prediction, or at this label
+                first_ts = events[0].ts if positions and positions[0] < label.position else prediction.ts
+                state = states[key] = _VersionState(adwin(self.delta), first_ts)
+            counted = before.setdefault(key, state.predictions) + bisect_left(positions, label.position)
+            self._queue(label, counted, waiting)
+        for key, (positions, events) in by_version.items():
+            state = states.get(key)
+            if state is None:
+                state = states[key] = _VersionState(adwin(self.delta), events[0].ts)
+            state.predictions = before.get(key, state.predictions) + len(positions)
+        touch_in_order(states, touched)
+        self._learn_waiting(waiting, found)
+        found.sort(key=itemgetter(0))
+        return found
+
+    def _update_in_order(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_matched`` event by event: a version may be evicted within the batch."""
         found: list[Positioned] = []
         waiting: dict[ModelKey, list[_Label]] = {}
         states = self._states
@@ -150,11 +189,17 @@ class ConceptDriftDetector(JoinsFeedback):
             state = self._new_state(key, prediction.ts, waiting, found)
         else:
             self._states.move_to_end(key)
+        self._queue(matched, state.predictions, waiting)
+
+    @staticmethod
+    def _queue(matched: Matched, predictions: int, waiting: dict[ModelKey, list[_Label]]) -> None:
+        """Queue a joined label for its version's run, with ``predictions`` of the version counted so far."""
+        prediction = matched.prediction
         error = 1.0 if is_error(prediction, matched.label) else 0.0
-        labels = waiting.get(key)
+        labels = waiting.get((prediction.model_id, prediction.model_version))
         if labels is None:
-            labels = waiting[key] = []
-        labels.append((matched.position, prediction.ts, error, matched.feedback_ts, state.predictions, matched.joined,
+            labels = waiting[(prediction.model_id, prediction.model_version)] = []
+        labels.append((matched.position, prediction.ts, error, matched.feedback_ts, predictions, matched.joined,
                        matched.missed, matched.lost))
 
     def _new_state(self, key: ModelKey, ts: int, waiting: dict[ModelKey, list[_Label]],

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from detectors.base import Detector, Positioned, build_detectors, share_feedback_joins, update_many
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
-from detectors.feedback import Matched
+from detectors.batch import Batch
 from detectors.findings import Finding
 from detectors.incidents import EngineOutput, EvidenceRow, IncidentBook
 from detectors.library import DEFAULT_DETECTORS
@@ -54,9 +54,9 @@ class DetectorSet:
                 continue
             same_type = len(positions) == len(events)
             subset = events if same_type else [events[position] for position in positions]
-            matches_by_join: dict[int, list[Matched]] = {}  # detectors sharing a join feed it once
+            batch = Batch(subset)  # what several detectors derive from the events, derived once
             for order, detector in enumerate(detectors):
-                for index, finding in update_many(detector, subset, matches_by_join):
+                for index, finding in update_many(detector, subset, batch):
                     ordered.append((index if same_type else positions[index], order, finding))
         ordered.sort(key=lambda item: item[:2])
         return [(position, finding) for position, _, finding in ordered]

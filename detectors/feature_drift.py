@@ -28,6 +28,7 @@ from detectors._columns import table as feature_table
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import CusumAlarm, FloatArray, RankCusum, affected, iso_utc
 from detectors.base import Positioned, fresh_copy, register
+from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -120,20 +121,24 @@ class FeatureDriftDetector:
         return found
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """What ``update`` on each event in turn finds, with positions; each feature's values as one stream.
+        """What ``update`` on each event in turn finds, with positions; each feature's values as one stream."""
+        return self.update_batch(Batch(events))
+
+    def update_batch(self, batch: Batch) -> list[Positioned]:
+        """``update_many`` over a batch shared with other detectors (its predictions grouped by version once).
 
         Versions share nothing but the LRU table and features of a version nothing at all, so
         unless the batch could evict a version, each feature's values in the batch go through
         its ``RankCusum.update_many`` together; else event by event.
         """
-        batches = _by_model(events)
-        if not fits_without_eviction(self._states, batches, self.max_keys):
-            return [(position, finding) for position, event in enumerate(events)
+        by_version = batch.predictions_with_features()
+        if not fits_without_eviction(self._states, by_version, self.max_keys):
+            return [(position, finding) for position, event in enumerate(batch.events)
                     if (finding := self.update(event)) is not None]
         found: list[Positioned] = []
-        for key, (positions, batch) in batches.items():
-            found.extend(self._learn_model(key, positions, batch))
-        touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in batches.items()})
+        for key, (positions, events) in by_version.items():
+            found.extend(self._learn_model(key, positions, events))
+        touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
         found.sort(key=itemgetter(0))
         return found
 
@@ -232,21 +237,6 @@ class FeatureDriftDetector:
                 "If the world really changed, retrain on recent data; if the pipeline broke, fix it and backfill",
             ),
         )
-
-
-def _by_model(events: Sequence[Event]) -> dict[ModelKey, tuple[list[int], list[PredictionEvent]]]:
-    """The predictions ``update`` would learn from, with their positions, per model version in first-seen order."""
-    batches: dict[ModelKey, tuple[list[int], list[PredictionEvent]]] = {}
-    for position, event in enumerate(events):
-        if not isinstance(event, PredictionEvent) or not event.features:  # feedback carries no features
-            continue
-        key = (event.model_id, event.model_version)
-        batch = batches.get(key)
-        if batch is None:
-            batch = batches[key] = ([], [])
-        batch[0].append(position)
-        batch[1].append(event)
-    return batches
 
 
 def _feature_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:

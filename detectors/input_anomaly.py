@@ -40,9 +40,10 @@ from river import stats
 
 from detectors._columns import table as feature_table
 from detectors._halfspace import HalfSpaceForest, Leaves, Rows
-from detectors._lru import lru_get
+from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import iso_utc
 from detectors.base import Positioned, fresh_copy, register
+from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -222,15 +223,30 @@ class InputAnomalyDetector:
         return found[0][1] if found else None
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """The findings ``update`` would give event by event.
+        """The findings ``update`` would give event by event."""
+        return self.update_batch(Batch(events))
+
+    def update_batch(self, batch: Batch) -> list[Positioned]:
+        """``update_many`` over a batch shared with other detectors (its predictions grouped by version once).
 
         Each model version's trees and thresholder are its own, so a version's events are
         judged together (one numpy pass over its trees); the verdicts then go, in event order,
         through what versions share: the base rate and the principals' windows.
         """
-        verdicts = [verdict for run in self._runs(events) for verdict in self._judge_run(run)]
+        verdicts = [verdict for run in self._runs_of(batch) for verdict in self._judge_run(run)]
         verdicts.sort(key=itemgetter(0))  # back into event order
         return self._aggregate(verdicts)
+
+    def _runs_of(self, batch: Batch) -> list[_Run]:
+        """Each model version's events in the batch, as ``_runs`` finds them; from the shared grouping
+        when no version can be evicted meanwhile (the table then ends in per-event order)."""
+        by_version = batch.predictions_with_features()
+        if not fits_without_eviction(self._states, by_version, self.max_keys):
+            return self._runs(batch.events)
+        runs = [_Run(lru_get(self._states, key, self.max_keys, _ModelState), positions, events)
+                for key, (positions, events) in by_version.items()]
+        touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
+        return runs
 
     def _runs(self, events: Sequence[Event]) -> list[_Run]:
         """Each model version's events in the batch, its state looked up in event order.

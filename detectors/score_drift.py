@@ -25,6 +25,7 @@ import numpy as np
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import CusumAlarm, Moments, RankCusum, iso_utc
 from detectors.base import Positioned, fresh_copy, register
+from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -100,14 +101,18 @@ class ScoreDriftDetector:
         return None if alarm is None else self._settle(key, event, state, alarm)
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """What ``update`` on each event in turn finds, with positions; each version's scores as one stream.
+        """What ``update`` on each event in turn finds, with positions; each version's scores as one stream."""
+        return self.update_batch(Batch(events))
+
+    def update_batch(self, batch: Batch) -> list[Positioned]:
+        """``update_many`` over a batch shared with other detectors (its predictions grouped by version once).
 
         Versions share nothing but the LRU table, so unless the batch could evict one, each
         version's scores go through its ``RankCusum.update_many`` together; else event by event.
         """
-        streams = _score_streams(events)
+        streams = _score_streams(batch)
         if not fits_without_eviction(self._states, streams, self.max_keys):
-            return [(position, finding) for position, event in enumerate(events)
+            return [(position, finding) for position, event in enumerate(batch.events)
                     if (finding := self.update(event)) is not None]
         found: list[Positioned] = []
         for key, stream in streams.items():
@@ -188,25 +193,17 @@ class ScoreDriftDetector:
         )
 
 
-def _score_streams(events: Sequence[Event]) -> dict[ModelKey, _Stream]:
+def _score_streams(batch: Batch) -> dict[ModelKey, _Stream]:
     """The scores ``update`` would learn, per model version in first-seen order."""
     streams: dict[ModelKey, _Stream] = {}
     isfinite = math.isfinite
-    for position, event in enumerate(events):
-        if not isinstance(event, PredictionEvent) or event.score is None:
-            continue
-        if event.label is not None and not event.features:  # ``is_feedback``, inlined: the hot path
-            continue
-        score = float(event.score)
-        if not isfinite(score):
-            continue
-        key = (event.model_id, event.model_version)
-        stream = streams.get(key)
-        if stream is None:
-            stream = streams[key] = ([], [], [])
-        stream[0].append(position)
-        stream[1].append(event)
-        stream[2].append(score)
+    for key, (positions, events) in batch.predictions_by_version().items():
+        kept = [index for index, event in enumerate(events) if event.score is not None and isfinite(event.score)]
+        if len(kept) == len(events):
+            streams[key] = (positions, events, [float(event.score) for event in events])  # type: ignore[arg-type]
+        elif kept:
+            streams[key] = ([positions[index] for index in kept], [events[index] for index in kept],
+                            [float(events[index].score) for index in kept])  # type: ignore[arg-type]
     return streams
 
 

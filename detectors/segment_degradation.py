@@ -29,14 +29,16 @@ once would.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import chain, combinations
 from typing import ClassVar, Mapping, NamedTuple, Sequence
 
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
-from detectors._lru import lru_get
+from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
+from detectors.batch import NO_PREDICTIONS, Batch
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -242,8 +244,43 @@ class SegmentDegradationDetector(JoinsFeedback):
         found = self.update_many((event,))
         return found[0][1] if found else None
 
-    def update_matched(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
-        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
+    def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``).
+
+        Unless the batch could evict a version, predictions are counted per version from the
+        batch's grouping (a label sees its version's count as of its position) and only the
+        labels are walked; else event by event.
+        """
+        by_version = batch.predictions_by_version()
+        touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
+        for label in matches:
+            key = (label.prediction.model_id, label.prediction.model_version)
+            touched[key] = max(touched.get(key, -1), label.position)
+        if not fits_without_eviction(self._states, touched, self.max_keys):
+            return self._update_in_order(batch.events, matches)
+        found: list[Positioned] = []
+        states, before = self._states, dict[ModelKey, int]()
+        for label in matches:
+            key = (label.prediction.model_id, label.prediction.model_version)
+            positions = by_version.get(key, NO_PREDICTIONS)[0]
+            if positions:
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = _ModelState()
+                state.predictions = before.setdefault(key, state.predictions) + bisect_left(positions, label.position)
+            finding = self._learn(label)
+            if finding is not None:
+                found.append((label.position, finding))
+        for key, (positions, _) in by_version.items():
+            state = states.get(key)
+            if state is None:
+                state = states[key] = _ModelState()
+            state.predictions = before.get(key, state.predictions) + len(positions)
+        touch_in_order(states, touched)
+        return found
+
+    def _update_in_order(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_matched`` event by event: a version may be evicted within the batch."""
         found: list[Positioned] = []
         states = self._states
         labels = iter(matches)

@@ -3,8 +3,9 @@
 python -m bench.perf.profile [--events N]
 
 Prints µs per event for Avro decoding and validation, JSON replay parsing, each detector on
-the micro-batch path (batches of 1,024, as replay feeds them) and the incident book. Detectors
-sharing a feedback join: the first to run in a batch is charged for feeding it. Timings
+the micro-batch path (batches of 1,024, as replay feeds them) and the incident book. What detectors
+share per batch (a feedback join's matches, the predictions grouped by version) is charged to the
+first to ask for it. Timings
 of one stage run with the others' state warm, so they add up to about the engine's cost.
 """
 
@@ -17,6 +18,7 @@ from collections import Counter
 
 from bench.perf.workload import build_workload
 from detectors.base import update_many
+from detectors.batch import Batch
 from detectors.engine import EngineOutput, feed_book
 from streams.codec import decoder_for
 from streams.pipeline import engine_from_settings
@@ -54,14 +56,16 @@ def main() -> None:
     for start in range(0, n, BATCH):
         batch = workload.events[start:start + BATCH]
         findings = []
-        matches_by_join: dict[tuple[type, ...], dict] = {}  # shared feedback joins: fed by the first detector
+        shared: dict[tuple[type, ...], tuple[list[int], Batch]] = {}  # derivations: paid by the first detector
         for detector in engine.detectors:
-            positions = [index for index, event in enumerate(batch) if isinstance(event, detector.event_types)]
-            subset = [batch[index] for index in positions]
+            if detector.event_types not in shared:
+                positions = [index for index, event in enumerate(batch) if isinstance(event, detector.event_types)]
+                shared[detector.event_types] = positions, Batch([batch[index] for index in positions])
+            positions, subset = shared[detector.event_types]
             began = time.perf_counter()
-            found = update_many(detector, subset, matches_by_join.setdefault(detector.event_types, {}))
+            found = update_many(detector, subset.events, subset)
             spent[detector.name] += time.perf_counter() - began
-            seen[detector.name] += len(subset)
+            seen[detector.name] += len(subset.events)
             findings.extend((positions[index], order, finding) for index, finding in found
                             for order in [engine.detectors.index(detector)])
         findings.sort(key=lambda item: item[:2])

@@ -83,3 +83,20 @@ def test_a_snapshot_keeps_the_join_shared(events: list[Event]) -> None:
     rest = events[half:]
     expected = [(p, f.evidence) for p, f in twin.update_batch(rest)]
     assert expected and [(p, f.evidence) for p, f in restored.update_batch(rest)] == expected
+
+
+@pytest.mark.parametrize("make", [ConceptDriftDetector, SegmentDegradationDetector], ids=lambda make: make.name)
+def test_counting_predictions_from_the_batchs_grouping_is_counting_them_one_by_one(make, events: list[Event]) -> None:
+    """The grouped path (labels walked, predictions counted per version) against the walk over every event."""
+    from detectors.batch import Batch
+
+    grouped, in_order = make(), make()
+    found_grouped, found_in_order = [], []
+    for start in range(0, len(events), 700):
+        batch = Batch(events[start:start + 700])
+        found_grouped += [(start + p, f.evidence) for p, f in grouped.update_batch(batch)]
+        found_in_order += [(start + p, f.evidence) for p, f in
+                           in_order._update_in_order(batch.events, batch.matches(in_order.feedback_join))]
+    assert found_grouped == found_in_order and len(found_grouped) >= 1
+    assert [(key, state.predictions) for key, state in grouped._states.items()] == \
+        [(key, state.predictions) for key, state in in_order._states.items()]

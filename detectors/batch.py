@@ -1,0 +1,88 @@
+"""A micro-batch as the detectors read it: the events, and what several detectors derive from them, derived once.
+
+Seven detectors read every prediction, and most of them start by sorting the batch's
+predictions by model version, or by feeding a feedback join. A ``DetectorSet`` hands all the
+detectors of one event type the same ``Batch``, so the first to ask for the grouping or a
+join's matches pays for it and the others reuse it (a pass over a batch costs about 0.15 us
+per event in Python, and each pass also pulls every event back into the cache).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from detectors.events import Event, PredictionEvent
+from detectors.feedback import FeedbackJoin, Matched
+
+VersionKey = tuple[str, str]
+#: One model version's predictions in a batch: their positions in it, and the events.
+VersionRun = tuple[list[int], list[PredictionEvent]]
+#: A version's run when the batch holds none of its predictions (never to be appended to).
+NO_PREDICTIONS: VersionRun = ([], [])
+
+
+class Batch:
+    """The events of one micro-batch, with derivations computed on first use and kept for the other detectors.
+
+    >>> batch = Batch([PredictionEvent("e1", 1, "m", "v1", features={"x": 1.0}),
+    ...                PredictionEvent("e1", 2, "m", "v1", label="1"),
+    ...                PredictionEvent("e2", 3, "m", "v2")])
+    >>> batch.predictions_by_version()
+    {('m', 'v1'): ([0], [...]), ('m', 'v2'): ([2], [...])}
+    >>> list(batch.predictions_with_features())
+    [('m', 'v1')]
+    """
+
+    __slots__ = ("events", "_matches", "_by_version", "_featureless", "_with_features")
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self.events = events
+        self._matches: dict[int, list[Matched]] = {}
+        self._by_version: dict[VersionKey, VersionRun] | None = None
+        self._featureless: set[VersionKey] = set()
+        self._with_features: dict[VersionKey, VersionRun] | None = None
+
+    def matches(self, join: FeedbackJoin) -> list[Matched]:
+        """``join.feed(events)``, fed once per batch however many detectors share the join."""
+        matches = self._matches.get(id(join))
+        if matches is None:
+            matches = self._matches[id(join)] = join.feed(self.events)
+        return matches
+
+    def predictions_by_version(self) -> dict[VersionKey, VersionRun]:
+        """The predictions (feedback left out), per ``(model_id, model_version)`` in first-seen order."""
+        if self._by_version is None:
+            self._by_version = self._group()
+        return self._by_version
+
+    def predictions_with_features(self) -> dict[VersionKey, VersionRun]:
+        """``predictions_by_version`` without the predictions that carry no features (first-seen order kept)."""
+        if self._with_features is None:
+            by_version = self.predictions_by_version()
+            if not self._featureless:
+                self._with_features = by_version
+            else:
+                self._with_features = {}
+                for key, (positions, events) in by_version.items():
+                    kept = [index for index, event in enumerate(events) if event.features]
+                    if kept:
+                        self._with_features[key] = ([positions[index] for index in kept], [events[index] for index in kept])
+        return self._with_features
+
+    def _group(self) -> dict[VersionKey, VersionRun]:
+        groups: dict[VersionKey, VersionRun] = {}
+        featureless = self._featureless
+        for position, event in enumerate(self.events):
+            if type(event) is not PredictionEvent and not isinstance(event, PredictionEvent):
+                continue
+            if not event.features:
+                if event.label is not None:
+                    continue  # feedback: a label for an earlier prediction
+                featureless.add((event.model_id, event.model_version))
+            key = (event.model_id, event.model_version)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [])
+            group[0].append(position)
+            group[1].append(event)
+        return groups
