@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
+from detectors._lru import fits_without_eviction, touch_in_order
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
-from detectors.batch import Batch
+from detectors.batch import Batch, VersionRun
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
 from detectors.findings import Finding
@@ -132,8 +133,51 @@ class CanaryRegressionDetector(JoinsFeedback):
         return found[0][1] if found else None
 
     def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
-        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
-        events = batch.events
+        """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``).
+
+        Most of the time each model serves one version and has served no other lately: its
+        predictions then only keep the version's last-seen time, so they are taken per version
+        from the batch's grouping and only the labels are walked; else event by event.
+        """
+        by_version = batch.predictions_by_version()
+        last_seen_by_model = self._one_version_per_model(by_version)
+        if last_seen_by_model is None:
+            return self._update_in_order(batch.events, matches)
+        versions, latest = self._versions, self._latest
+        for key, (_, events) in by_version.items():
+            last_ts = max(event.ts for event in events)
+            state = versions.get(key)
+            if state is None:
+                versions[key] = _VersionState(events[0].ts, last_ts)
+            elif last_ts > state.last_ts:
+                state.last_ts = last_ts
+            if key[0] not in latest:
+                latest[key[0]] = (key[1],)
+        touch_in_order(versions, {key: positions[-1] for key, (positions, _) in by_version.items()})
+        touch_in_order(latest, last_seen_by_model)
+        found: list[Positioned] = []
+        for label in matches:  # ``_on_label`` reads only the pairs, which these predictions leave alone
+            finding = self._on_label(label.prediction, label.label, label.feedback_ts)
+            if finding is not None:
+                found.append((label.position, finding))
+        return found
+
+    def _one_version_per_model(self, by_version: Mapping[VersionKey, VersionRun]) -> dict[str, int] | None:
+        """Each model's last prediction position, if every model in the batch serves one version and has
+        served no other lately (nor can a version or model be evicted meanwhile); else ``None``."""
+        last_seen: dict[str, int] = {}
+        for (model, version), (positions, _) in by_version.items():
+            latest = self._latest.get(model)
+            if model in last_seen or latest is not None and latest != (version,):
+                return None
+            last_seen[model] = positions[-1]
+        if not (fits_without_eviction(self._versions, by_version, self.max_keys)
+                and fits_without_eviction(self._latest, last_seen, self.max_keys)):
+            return None
+        return last_seen
+
+    def _update_in_order(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_matched`` event by event."""
         found: list[Positioned] = []
         labels = iter(matches)
         label = next(labels, None)

@@ -120,11 +120,20 @@ class FeedbackJoin:
         """
         matches: list[Matched] = []
         remember, match, counts = self.remember, self.match, self.counts
+        pending, max_entries = self._pending, self.max_entries
         for position, event in enumerate(events):
             if type(event) is not PredictionEvent and not isinstance(event, PredictionEvent):
                 continue
             if event.label is None or event.features:  # a prediction (``is_feedback``, inlined: the hot path)
-                remember(event)
+                # ``remember``'s common case inlined: a new id, room left, the oldest not yet due to expire.
+                if event.ts > self._watermark:
+                    self._watermark = event.ts
+                event_id = event.event_id
+                if (self._watermark <= self._keep_until and len(pending) < max_entries and event_id not in pending
+                        and event_id != self._front_id):
+                    pending[event_id] = event
+                else:
+                    remember(event)
             elif (prediction := match(event)) is not None:
                 matches.append(Matched(position, prediction, event.label, event.ts, counts.joined, counts.missed,
                                        counts.expired + counts.evicted))

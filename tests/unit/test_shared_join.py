@@ -85,9 +85,16 @@ def test_a_snapshot_keeps_the_join_shared(events: list[Event]) -> None:
     assert expected and [(p, f.evidence) for p, f in restored.update_batch(rest)] == expected
 
 
-@pytest.mark.parametrize("make", [ConceptDriftDetector, SegmentDegradationDetector], ids=lambda make: make.name)
-def test_counting_predictions_from_the_batchs_grouping_is_counting_them_one_by_one(make, events: list[Event]) -> None:
-    """The grouped path (labels walked, predictions counted per version) against the walk over every event."""
+def _state_of(detector) -> list:
+    if isinstance(detector, CanaryRegressionDetector):
+        return [list(detector._versions.items()), list(detector._latest.items()), list(detector._pairs)]
+    return [(key, state.predictions) for key, state in detector._states.items()]
+
+
+@pytest.mark.parametrize("make", [ConceptDriftDetector, SegmentDegradationDetector, CanaryRegressionDetector],
+                         ids=lambda make: make.name)
+def test_taking_predictions_from_the_batchs_grouping_is_walking_them_one_by_one(make, events: list[Event]) -> None:
+    """The grouped path (labels walked, predictions taken per version) against the walk over every event."""
     from detectors.batch import Batch
 
     grouped, in_order = make(), make()
@@ -97,6 +104,5 @@ def test_counting_predictions_from_the_batchs_grouping_is_counting_them_one_by_o
         found_grouped += [(start + p, f.evidence) for p, f in grouped.update_batch(batch)]
         found_in_order += [(start + p, f.evidence) for p, f in
                            in_order._update_in_order(batch.events, batch.matches(in_order.feedback_join))]
+        assert _state_of(grouped) == _state_of(in_order)
     assert found_grouped == found_in_order and len(found_grouped) >= 1
-    assert [(key, state.predictions) for key, state in grouped._states.items()] == \
-        [(key, state.predictions) for key, state in in_order._states.items()]
