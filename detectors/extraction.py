@@ -24,11 +24,14 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import ClassVar, Mapping, Sequence
 
 from river import stats
 
+from detectors._lru import touch_in_order
 from detectors.base import Positioned, fresh_copy, register
+from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
@@ -143,45 +146,74 @@ class ExtractionDetector:
         return found[0][1] if found else None
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
-        """Findings over ``events`` taken in order, with their positions (``update`` is a batch of one).
+        """Findings over ``events`` taken in order, with their positions (``update`` is a batch of one)."""
+        return self.update_batch(Batch(events))
 
-        A principal is judged against its model's population share at that very moment, so
-        events go strictly one by one. The loop is the detector's hot path: settings in
-        locals, a principal's last features copied once per batch rather than per query,
-        and the signals computed only for a principal past their cheap bars.
+    def update_batch(self, batch: Batch) -> list[Positioned]:
+        """``update_many`` over a batch shared with other detectors (its predictions grouped by version once).
+
+        A principal is judged against its model's population share at that very moment, so a
+        version's events go strictly one by one; but versions share nothing except the LRU
+        tables, so unless the batch could evict a key, it is learned version by version from
+        the batch's grouping, the tables then left in per-event order. Else event by event.
         """
         found: list[Positioned] = []
-        touched: dict[_PrincipalKey, _PrincipalState] = {}
+        last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]] = {}
+        if len(self._models) + len(self._principals) + len(batch.events) > self.max_keys:  # might evict
+            for position, event in enumerate(batch.events):
+                if isinstance(event, PredictionEvent) and (event.label is None or event.features):
+                    self._learn_run((event.model_id, event.model_version), [position], [event], found, last_touch)
+        else:
+            models_touched = {}
+            for key, (positions, events) in batch.predictions_by_version().items():
+                if (last := self._learn_run(key, positions, events, found, last_touch)) >= 0:
+                    models_touched[key] = last
+            touch_in_order(self._models, models_touched)
+            touch_in_order(self._principals, {key: position for key, (position, _) in last_touch.items()})
+            found.sort(key=itemgetter(0))
+        for _, state in last_touch.values():  # the sweep compared with the events' own maps within the batch
+            if state.last_features is not None:
+                state.last_features = dict(state.last_features)
+        return found
+
+    def _learn_run(self, model_key: _ModelKey, positions: list[int], events: list[PredictionEvent],
+                   found: list[Positioned], last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]]) -> int:
+        """Learn one model version's predictions in order; the position of the last with a score (-1: none).
+
+        The detector's hot path: settings in locals, a principal's last features copied once per
+        batch rather than per query, and the signals computed only for a principal past their
+        cheap bars. The version's population is looked up at its first scored prediction.
+        """
         band, models, principals, max_features = self.band, self._models, self._principals, self.max_features
         min_predictions, min_population, min_fraction = self.min_predictions, self.min_population, self.min_fraction
         crowd, sweep_length, interleaved = self.min_predictions // 5, self.sweep_length, self.max_interleaved
-        for position, event in enumerate(events):
-            if not isinstance(event, PredictionEvent):
-                continue
-            features = event.features
-            if event.score is None or not features and event.label is not None:  # ``is_feedback``, inlined
+        population, last = None, -1
+        for position, event in zip(positions, events):
+            if event.score is None:
                 continue
             near = abs(event.score - 0.5) < band
-            model_key = (event.model_id, event.model_version)
-            if (population := models.get(model_key)) is None:
-                population = self._new_population(model_key)
-            else:
-                models.move_to_end(model_key)
+            if population is None:
+                if (population := models.get(model_key)) is None:
+                    population = self._new_population(model_key)
+                else:
+                    models.move_to_end(model_key)
+            last = position
             population_n = population[1][0]
             if event.principal is None:
                 _learn_population(population, near)
                 continue
-            key = (event.principal, event.model_id, event.model_version)
+            key = (event.principal, model_key[0], model_key[1])
             if (state := principals.get(key)) is None:
                 state = self._new_principal(key)
             else:
                 principals.move_to_end(key)
-            touched[key] = state
+            last_touch[key] = (position, state)
             recent = state.recent
             if len(recent) == recent.maxlen and recent[0][1]:
                 state.near -= 1
             recent.append((event.ts, near))
             state.near += near
+            features = event.features
             if len(features) <= max_features:
                 sweep, last_features = state.sweep, state.last_features
                 if last_features is not None and not (sweep.length and _continue_sweep(sweep, features, interleaved)):
@@ -202,10 +234,7 @@ class ExtractionDetector:
                 continue
             if signal is not None and (finding := self._flag(state, event, signal)) is not None:
                 found.append((position, finding))
-        for state in touched.values():  # the sweep compared with the events' own maps within the batch
-            if state.last_features is not None:
-                state.last_features = dict(state.last_features)
-        return found
+        return last
 
     def _new_population(self, key: _ModelKey) -> _Population:
         entry = self._models[key] = (stats.EWMean(self.population_fading_factor), [0])

@@ -23,14 +23,14 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
-from detectors._regime import CusumAlarm, Moments, RankCusum, iso_utc
+from detectors._regime import CusumAlarm, FloatArray, Moments, RankCusum, iso_utc
 from detectors.base import Positioned, fresh_copy, register
 from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
-_Stream = tuple[list[int], list[PredictionEvent], list[float]]  # positions in the batch, predictions, their scores
+_Stream = tuple[list[int], list[PredictionEvent], FloatArray]  # positions in the batch, predictions, their scores
 
 
 @dataclass
@@ -122,9 +122,9 @@ class ScoreDriftDetector:
         return found
 
     def _learn_stream(
-        self, key: ModelKey, positions: list[int], batch: list[PredictionEvent], scores: list[float],
+        self, key: ModelKey, positions: list[int], batch: list[PredictionEvent], values: FloatArray,
     ) -> list[Positioned]:
-        stamps, values = [event.ts for event in batch], np.array(scores, dtype=np.float64)
+        stamps = [event.ts for event in batch]
         state, found, index = self._state_for(key), [], 0
         while (crossing := state.cusum.update_many(stamps, values, index)) is not None:
             index, alarm = crossing
@@ -194,16 +194,16 @@ class ScoreDriftDetector:
 
 
 def _score_streams(batch: Batch) -> dict[ModelKey, _Stream]:
-    """The scores ``update`` would learn, per model version in first-seen order."""
+    """The scores ``update`` would learn (``float`` of each finite one), per model version in first-seen order."""
     streams: dict[ModelKey, _Stream] = {}
-    isfinite = math.isfinite
     for key, (positions, events) in batch.predictions_by_version().items():
-        kept = [index for index, event in enumerate(events) if event.score is not None and isfinite(event.score)]
-        if len(kept) == len(events):
-            streams[key] = (positions, events, [float(event.score) for event in events])  # type: ignore[arg-type]
-        elif kept:
-            streams[key] = ([positions[index] for index in kept], [events[index] for index in kept],
-                            [float(events[index].score) for index in kept])  # type: ignore[arg-type]
+        values = np.array([event.score for event in events], dtype=np.float64)  # numpy reads None as NaN
+        finite = np.isfinite(values)
+        if finite.all():
+            streams[key] = (positions, events, values)
+        elif finite.any():
+            kept = np.flatnonzero(finite).tolist()
+            streams[key] = ([positions[index] for index in kept], [events[index] for index in kept], values[finite])
     return streams
 
 

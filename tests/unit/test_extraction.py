@@ -96,9 +96,11 @@ def test_feedback_and_anonymous_predictions_hold_no_principal_state() -> None:
 
 
 
+@pytest.mark.parametrize("max_keys", [12, 100_000], ids=["evicting", "version by version"])
 @pytest.mark.parametrize("sizes", [(7, 64), (1024,), (3000, 5, 17)])
-def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
-    # A prober flagged again and again (short quiet time), a sweep, anonymous callers and feedback, few keys.
+def test_batches_find_what_single_events_find(sizes: tuple[int, ...], max_keys: int) -> None:
+    # A prober flagged again and again (short quiet time), a sweep, anonymous callers, feedback and
+    # predictions without a score; few keys (evicted within batches) or many (learned version by version).
     probing = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000)
     sweeping = prediction_traffic(seed=2, n=6000, principals=8, attacker="mapper", attack_at=2000, attack="sweep")
     events = sorted(probing + sweeping, key=lambda e: e.ts)
@@ -106,7 +108,12 @@ def test_batches_find_what_single_events_find(sizes: tuple[int, ...]) -> None:
         events[index] = replace(events[index], principal=None)
     for index in range(3, len(events), 31):
         events[index] = replace(events[index], features={}, label="yes")
-    expected = _found(ExtractionDetector(quiet_ms=60_000, max_keys=12), events)
+    for index in range(8, len(events), 97):
+        events[index] = replace(events[index], score=None)
+    single = ExtractionDetector(quiet_ms=60_000, max_keys=max_keys)
+    expected = _found(single, events)
     checks = {f.evidence["check"] for _, f in expected}  # type: ignore[attr-defined]
     assert checks == {"boundary_probing", "feature_sweep"}
-    assert in_batches(ExtractionDetector(quiet_ms=60_000, max_keys=12), events, sizes) == expected
+    batched = ExtractionDetector(quiet_ms=60_000, max_keys=max_keys)
+    assert in_batches(batched, events, sizes) == expected
+    assert list(batched._models) == list(single._models) and list(batched._principals) == list(single._principals)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -87,3 +88,15 @@ def test_batches_that_could_evict_a_version_go_event_by_event() -> None:
     detector = ScoreDriftDetector(max_keys=1)
     assert in_batches(detector, events, (500,)) == expected
     assert list(detector._states) == [("churn", "v2")]
+
+
+def test_predictions_without_a_finite_score_are_left_out_of_a_batch_as_one_by_one() -> None:
+    events = score_stream(seed=3, n=3_000, change_at=1_500)
+    holes = [replace(event, score=None if index % 7 == 0 else math.nan if index % 11 == 0 else event.score)
+             for index, event in enumerate(events)]
+    one_by_one = ScoreDriftDetector()
+    expected = [(index, finding.evidence) for index, event in enumerate(holes) if (finding := one_by_one.update(event))]
+    batched = ScoreDriftDetector()
+    found = [(start + index, finding.evidence) for start in range(0, len(holes), 500)
+             for index, finding in batched.update_many(holes[start:start + 500])]
+    assert found == expected and len(expected) == 1
