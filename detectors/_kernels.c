@@ -13,11 +13,25 @@
  * gather(maps, names): the ``names`` values of every dict in ``maps``, row by row, as a bytearray
  *   of float64; None if any value is not a plain float or int (the caller's Python path then
  *   decides), KeyError if a dict lacks a name.
+ * ranks(values, distinct, below, n): each value's mid-rank in a reference of ``n`` values, given as its
+ *   distinct values (sorted, +inf last) and how many values lie below each; see
+ *   _regime.RankCusum._py_ranks.
  * walk(rows, n_features, split_features, split_thresholds, n_trees, height): each row's leaf in each
  *   half-space tree, as a bytearray of int64 (rows x trees); see _halfspace.HalfSpaceForest._py_leaves.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+/* A contiguous float64 view of ``object``, or -1 with a TypeError naming ``what``. */
+static int float64_buffer(PyObject *object, Py_buffer *view, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize == sizeof(double) && view->format != NULL && strcmp(view->format, "d") == 0) return 0;
+    PyBuffer_Release(view);
+    PyErr_Format(PyExc_TypeError, "%s must be a contiguous float64 buffer", what);
+    return -1;
+}
 
 PyDoc_STRVAR(cusum_run_doc,
 "cusum_run(up, down, standardised, slack, threshold) -> (last, up, down, up_start, down_start)\n\n"
@@ -35,12 +49,7 @@ static PyObject *cusum_run(PyObject *module, PyObject *const *args, Py_ssize_t n
     double threshold = PyFloat_AsDouble(args[4]);
     if (PyErr_Occurred()) return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(args[2], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (view.itemsize != sizeof(double) || view.format == NULL || strcmp(view.format, "d") != 0) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_TypeError, "cusum_run: standardised must be a contiguous float64 buffer");
-        return NULL;
-    }
+    if (float64_buffer(args[2], &view, "standardised") < 0) return NULL;
     const double *values = (const double *)view.buf;
     Py_ssize_t n = view.len / (Py_ssize_t)sizeof(double), up_start = -1, down_start = -1, index;
     for (index = 0; index < n; index++) {
@@ -112,6 +121,65 @@ decline:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(ranks_doc,
+"ranks(values, distinct, below, n) -> bytearray\n\n"
+"Each value's (bisect_left + bisect_right) / (2 n) in a sorted reference of n values, as float64: the\n"
+"reference given as its distinct values (float64, sorted, +inf last) and, for each and one past the\n"
+"last, how many values lie below it (int32). As _regime.RankCusum._py_ranks.");
+
+static PyObject *ranks(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "ranks(values, distinct, below, n)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[3]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer values, distinct, below;
+    if (float64_buffer(args[0], &values, "values") < 0) return NULL;
+    if (float64_buffer(args[1], &distinct, "distinct") < 0) {
+        PyBuffer_Release(&values);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &below, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&distinct);
+        PyBuffer_Release(&values);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n_values = values.len / (Py_ssize_t)sizeof(double), n_distinct = distinct.len / (Py_ssize_t)sizeof(double);
+    const double *value = (const double *)values.buf, *level = (const double *)distinct.buf;
+    const int32_t *count_below = (const int32_t *)below.buf;
+    if (below.itemsize != sizeof(int32_t) || below.format == NULL || strcmp(below.format, "i") != 0) {
+        PyErr_SetString(PyExc_TypeError, "ranks: below must be a contiguous int32 buffer");
+        goto done;
+    }
+    if (n < 1 || n_distinct < 1 || below.len / (Py_ssize_t)sizeof(int32_t) != n_distinct + 1 ||
+        level[n_distinct - 1] != INFINITY) {
+        PyErr_SetString(PyExc_ValueError, "ranks: a reference is its distinct values, +inf last, and one count more");
+        goto done;
+    }
+    out = PyByteArray_FromStringAndSize(NULL, n_values * (Py_ssize_t)sizeof(double));
+    if (out == NULL) goto done;
+    double *rank = (double *)PyByteArray_AS_STRING(out), twice_n = (double)(2 * (int64_t)n);
+    for (Py_ssize_t i = 0; i < n_values; i++) {
+        double v = value[i];
+        Py_ssize_t low = 0, high = n_distinct - 1; /* the first level >= v: the +inf at the end always is */
+        while (low < high) {
+            Py_ssize_t middle = low + (high - low) / 2;
+            if (level[middle] < v) low = middle + 1;
+            else high = middle;
+        }
+        int64_t left = count_below[low];
+        int64_t both = 2 * left + (level[low] == v ? (int64_t)count_below[low + 1] - left : 0);
+        rank[i] = (double)both / twice_n;
+    }
+done:
+    PyBuffer_Release(&below);
+    PyBuffer_Release(&distinct);
+    PyBuffer_Release(&values);
+    return out;
+}
+
 PyDoc_STRVAR(walk_doc,
 "walk(rows, n_features, split_features, split_thresholds, n_trees, height) -> bytearray\n\n"
 "Each row's leaf in each tree, int64, row after row. ``rows`` is a float64 buffer of rows of\n"
@@ -119,13 +187,6 @@ PyDoc_STRVAR(walk_doc,
 "(level d holds n_trees * 2**d nodes); a node k of level d goes to child 2k if the row's value of its\n"
 "feature is below its threshold, else 2k + 1. As _halfspace.HalfSpaceForest._py_leaves.");
 
-static int float64_buffer(PyObject *object, Py_buffer *view, const char *what) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    if (view->itemsize == sizeof(double) && view->format != NULL && strcmp(view->format, "d") == 0) return 0;
-    PyBuffer_Release(view);
-    PyErr_Format(PyExc_TypeError, "walk: %s must be a contiguous float64 buffer", what);
-    return -1;
-}
 
 static PyObject *walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6) {
@@ -199,6 +260,7 @@ static PyMethodDef methods[] = {
     {"cusum_run", (PyCFunction)(void (*)(void))cusum_run, METH_FASTCALL, cusum_run_doc},
     {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL, gather_doc},
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
+    {"ranks", (PyCFunction)(void (*)(void))ranks, METH_FASTCALL, ranks_doc},
     {NULL, NULL, 0, NULL},
 };
 

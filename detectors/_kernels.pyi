@@ -13,3 +13,6 @@ def walk(
     rows: npt.NDArray[np.float64], n_features: int, split_features: npt.NDArray[np.int64],
     split_thresholds: npt.NDArray[np.float64], n_trees: int, height: int, /
 ) -> bytearray: ...
+def ranks(
+    values: npt.NDArray[np.float64], distinct: npt.NDArray[np.float64], below: npt.NDArray[np.int32], n: int, /
+) -> bytearray: ...

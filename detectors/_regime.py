@@ -361,20 +361,15 @@ class RankCusum:
     def _ranks(self, values: FloatArray) -> FloatArray:
         """``rank`` of each value at once: ``bisect_left + bisect_right`` counted from the reference's distinct values.
 
-        Searching in sorted order is far cheaper (numpy reuses the last position); the final
-        division is the same as ``rank``'s.
+        Compiled: a binary search per value; ``_py_ranks`` (numpy) is its tested twin. The
+        final division is the same as ``rank``'s.
         """
         if self._distinct is None or self._distinct[2] != len(self.reference):  # it only grows: same length, same
             self._distinct = _distinct_counts(self.reference)
         distinct, below, n = self._distinct
-        order = np.argsort(values)
-        ordered = values[order]
-        found = np.searchsorted(distinct, ordered)
-        left = below[found]
-        both_sides = np.empty(len(values), dtype=np.int64)
-        both_sides[order] = 2 * left + (distinct[found] == ordered) * (below[found + 1] - left)
-        ranks: FloatArray = both_sides / (2 * n)
-        return ranks
+        if _kernels is not None:  # one compiled binary search per value (detectors/_kernels.c ranks)
+            return np.frombuffer(_kernels.ranks(np.ascontiguousarray(values), distinct, below, n), np.float64)
+        return _py_ranks(values, self._distinct)
 
     def _collect(self, values: list[float]) -> int:
         """Add ``values`` to the warm-up sample until the reference is fixed; how many were taken.
@@ -433,6 +428,22 @@ def _py_cusum_run(
 
 
 _cusum_run = _py_cusum_run if _kernels is None else _kernels.cusum_run
+
+
+def _py_ranks(values: FloatArray, distinct_counts: _DistinctCounts) -> FloatArray:
+    """``RankCusum._ranks`` in numpy: the reference the compiled ranks are tested against.
+
+    Searching in sorted order is far cheaper (numpy reuses the last position).
+    """
+    distinct, below, n = distinct_counts
+    order = np.argsort(values)
+    ordered = values[order]
+    found = np.searchsorted(distinct, ordered)
+    left = below[found]
+    both_sides = np.empty(len(values), dtype=np.int64)
+    both_sides[order] = 2 * left + (distinct[found] == ordered) * (below[found + 1] - left)
+    ranks: FloatArray = both_sides / (2 * n)
+    return ranks
 
 
 def _distinct_counts(ordered: list[float]) -> _DistinctCounts:

@@ -140,3 +140,35 @@ def test_walk_refuses_splits_that_do_not_fit_the_rows() -> None:
         kernels.walk(rows, 3, features.astype(np.int32), thresholds, 1, 2)
     with pytest.raises(TypeError):
         kernels.walk(rows.astype(np.float32), 3, features, thresholds, 1, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reference=st.lists(st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.sampled_from([0.0, 1.0, -0.0, 2.5])),
+                          min_size=1, max_size=60),
+       values=st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1.0, 2.5])), max_size=80))
+def test_ranks_are_the_mid_ranks_bisect_and_numpy_give(reference: list[float], values: list[float]) -> None:
+    from bisect import bisect_left, bisect_right
+
+    from detectors._regime import _distinct_counts, _py_ranks
+
+    ordered = sorted(reference)
+    counts = _distinct_counts(ordered)
+    array = np.array(values, dtype=np.float64)
+    compiled = np.frombuffer(kernels.ranks(array, *counts), np.float64)
+    assert [_bits(rank) for rank in compiled.tolist()] == [_bits(rank) for rank in _py_ranks(array, counts).tolist()]
+    by_bisect = [(bisect_left(ordered, value) + bisect_right(ordered, value)) / (2 * len(ordered)) for value in values]
+    assert compiled.tolist() == by_bisect
+
+
+def test_ranks_refuse_a_reference_without_its_sentinel_or_counts() -> None:
+    from detectors._regime import _distinct_counts
+
+    distinct, below, n = _distinct_counts([1.0, 2.0, 2.0])
+    values = np.array([2.0, 0.5], dtype=np.float64)
+    assert np.frombuffer(kernels.ranks(values, distinct, below, n), np.float64).tolist() == [4 / 6, 0.0]
+    with pytest.raises(ValueError):
+        kernels.ranks(values, distinct[:-1], below[:-1], n)  # no +inf at the end
+    with pytest.raises(ValueError):
+        kernels.ranks(values, distinct, below[:-1], n)
+    with pytest.raises(TypeError):
+        kernels.ranks(values, distinct, below.astype(np.int64), n)
