@@ -66,7 +66,8 @@ class Batch:
                 for key, (positions, events) in by_version.items():
                     kept = [index for index, event in enumerate(events) if event.features]
                     if kept:
-                        self._with_features[key] = ([positions[index] for index in kept], [events[index] for index in kept])
+                        self._with_features[key] = ([positions[index] for index in kept],
+                                                    [events[index] for index in kept])
         return self._with_features
 
     def _group(self) -> dict[VersionKey, VersionRun]:

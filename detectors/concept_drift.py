@@ -36,7 +36,7 @@ from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
 from detectors.batch import NO_PREDICTIONS, Batch
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
+from detectors.feedback import DAY_MS, FeedbackJoin, Matched
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
@@ -195,7 +195,7 @@ class ConceptDriftDetector(JoinsFeedback):
     def _queue(matched: Matched, predictions: int, waiting: dict[ModelKey, list[_Label]]) -> None:
         """Queue a joined label for its version's run, with ``predictions`` of the version counted so far."""
         prediction = matched.prediction
-        error = 1.0 if is_error(prediction, matched.label) else 0.0
+        error = 1.0 if matched.error else 0.0
         labels = waiting.get((prediction.model_id, prediction.model_version))
         if labels is None:
             labels = waiting[(prediction.model_id, prediction.model_version)] = []

@@ -63,6 +63,7 @@ class Matched(NamedTuple):
     joined: int
     missed: int
     lost: int  # predictions expired or evicted unlabeled
+    error: bool  # the prediction disagrees with the label (``is_error``, worked out once for every detector)
 
 
 @dataclass
@@ -136,7 +137,7 @@ class FeedbackJoin:
                     remember(event)
             elif (prediction := match(event)) is not None:
                 matches.append(Matched(position, prediction, event.label, event.ts, counts.joined, counts.missed,
-                                       counts.expired + counts.evicted))
+                                       counts.expired + counts.evicted, is_error(prediction, event.label)))
         return matches
 
     @property

@@ -305,7 +305,7 @@ class InputAnomalyDetector:
             if seen > calibration:
                 threshold = threshold_now() or 0.0
                 anomalous = score > threshold
-                learn_score(min(score, threshold))  # capped: a flood of odd inputs cannot raise the bar
+                learn_score(threshold if threshold < score else score)  # capped: odd inputs cannot raise the bar
                 verdicts.append((position, anomalous, events[row]))
                 if anomalous:
                     flagged += 1
@@ -341,10 +341,11 @@ class InputAnomalyDetector:
         found: list[Positioned] = []
         window_minutes = self.window_ms // MINUTE_MS
         principals, max_principals, min_anomalies = self._principals, self.max_principals, self.min_anomalies
+        judged, flagged = self._judged, self._flagged  # the base rate's counts, in locals until a judgement reads them
         for position, anomalous, event in verdicts:
-            self._judged += 1
+            judged += 1
             if anomalous:
-                self._flagged += 1
+                flagged += 1
             name = event.principal
             if name is None:
                 continue
@@ -361,9 +362,11 @@ class InputAnomalyDetector:
                 principal.add(event.ts, anomalous, window_minutes)
             if principal.anomalies < min_anomalies and not principal.reported:
                 continue  # too few anomalies to alarm, and nothing to re-arm
+            self._judged, self._flagged = judged, flagged
             finding = self._judge_principal(event, principal)
             if finding is not None:
                 found.append((position, finding))
+        self._judged, self._flagged = judged, flagged
         return found
 
     def _judge_principal(self, event: PredictionEvent, principal: _PrincipalState) -> Finding | None:

@@ -40,7 +40,7 @@ from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
 from detectors.batch import NO_PREDICTIONS, Batch
 from detectors.events import Event, PredictionEvent
-from detectors.feedback import DAY_MS, FeedbackJoin, Matched, is_error
+from detectors.feedback import DAY_MS, FeedbackJoin, Matched
 from detectors.findings import Finding
 
 ModelKey = tuple[str, str]
@@ -304,7 +304,7 @@ class SegmentDegradationDetector(JoinsFeedback):
         return found
 
     def _learn(self, matched: Matched) -> Finding | None:
-        prediction, label, now = matched.prediction, matched.label, matched.feedback_ts
+        prediction, now = matched.prediction, matched.feedback_ts
         key = (prediction.model_id, prediction.model_version)
         state = lru_get(self._states, key, self.max_keys, _ModelState)
         tick = now // self.tick_ms
@@ -314,7 +314,7 @@ class SegmentDegradationDetector(JoinsFeedback):
             if state.tick >= 0:
                 finding = self._evaluate(key, state, tick, now, matched.joined)
             state.tick = tick
-        error, numbered = int(is_error(prediction, label)), self._group_of(prediction.segment)
+        error, numbered = int(matched.error), self._group_of(prediction.segment)
         if tick != state.tick or not state.tally(numbered, error, prediction.ts):
             state.file()  # a label of an older tick, or a new segment: counted at once, in order
             state.overall.add(tick, error, 1, prediction.ts)
