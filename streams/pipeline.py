@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 from detectors.engine import DetectorSet, Engine, EngineOutput, feed_book
-from detectors.events import Event, event_type_name
+from detectors.events import EVENT_TYPES, Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
 from detectors.incidents import EvidenceRow
 from streams.admission import FLOODABLE, EventTimeGuard, TopicPartitionKey, flood_key
@@ -234,7 +234,7 @@ class Pipeline:
             dropped = {index for index, _ in late}
             events = [event for index, event in enumerate(events) if index not in dropped]
             sources = [source for index, source in enumerate(sources) if index not in dropped]
-        if self.max_events_per_key:
+        if self.max_events_per_key and self._may_flood(partition[0]):
             events = [event for event, source in zip(events, sources)
                       if not isinstance(event, FLOODABLE) or self._within_cap(
                           partition, event, RawMessage(partition[0], partition[1], source.offset,
@@ -246,6 +246,11 @@ class Pipeline:
             result.dead_letters.extend(refused)
         if events:
             feed_book(self.book, events, self.shard(partition).update_batch(events), output)
+
+    def _may_flood(self, topic: str) -> bool:
+        """Whether the topic's decoder makes events the per-key cap counts (a predictions topic never does)."""
+        decoder = self.decoders.get(topic)
+        return decoder is None or issubclass(EVENT_TYPES[decoder.event_type], FLOODABLE)
 
     def _decoded(self, partition: TopicPartitionKey, received_at: int,
                  records: Sequence[Record]) -> tuple[list[Event], list[Record], list[DeadLetter]]:
