@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from detectors._columns import FloatTable
+from detectors._columns import table as feature_table
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import FeedbackJoin, Matched
 
@@ -33,7 +35,7 @@ class Batch:
     [('m', 'v1')]
     """
 
-    __slots__ = ("events", "_matches", "_by_version", "_featureless", "_with_features")
+    __slots__ = ("events", "_matches", "_by_version", "_featureless", "_with_features", "_tables")
 
     def __init__(self, events: Sequence[Event]) -> None:
         self.events = events
@@ -41,6 +43,7 @@ class Batch:
         self._by_version: dict[VersionKey, VersionRun] | None = None
         self._featureless: set[VersionKey] = set()
         self._with_features: dict[VersionKey, VersionRun] | None = None
+        self._tables: dict[tuple[VersionKey, tuple[str, ...]], FloatTable] = {}
 
     def matches(self, join: FeedbackJoin) -> list[Matched]:
         """``join.feed(events)``, fed once per batch however many detectors share the join."""
@@ -69,6 +72,19 @@ class Batch:
                         self._with_features[key] = ([positions[index] for index in kept],
                                                     [events[index] for index in kept])
         return self._with_features
+
+    def feature_table(self, key: VersionKey, names: tuple[str, ...]) -> FloatTable:
+        """The ``names`` features of ``key``'s predictions with features, a row each (``detectors._columns.table``).
+
+        Made once per batch for every detector that asks with the same names (``feature_drift`` and
+        ``input_anomaly`` read the same table). ``KeyError`` if a prediction lacks one of the names.
+        """
+        table = self._tables.get((key, names))
+        if table is None:
+            events = self.predictions_with_features()[key][1]
+            table = self._tables[(key, names)] = feature_table([event.features for event in events], names)
+            table.flags.writeable = False  # shared: a reader that scales it must copy
+        return table
 
     def _group(self) -> dict[VersionKey, VersionRun]:
         groups: dict[VersionKey, VersionRun] = {}

@@ -272,6 +272,14 @@ class ModelVersions:
                 deploy.clean_predictions += 1
                 deploy.known_good = deploy.clean_predictions >= self.known_good_after
 
+    def settled(self, model_id: str) -> bool:
+        """Whether a prediction of ``model_id`` can change nothing here: none of its deploys is still proving itself.
+
+        Only a deploy event unsettles a model again.
+        """
+        deploys = self._models.get(model_id)
+        return deploys is None or all(deploy.known_good for deploy in deploys.values())
+
     def deploy_of(self, model_id: str, version: str | None) -> Deploy | None:
         return self._models.get(model_id, OrderedDict()).get(version or "")
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -137,18 +138,19 @@ class FeatureDriftDetector:
                     if (finding := self.update(event)) is not None]
         found: list[Positioned] = []
         for key, (positions, events) in by_version.items():
-            found.extend(self._learn_model(key, positions, events))
+            found.extend(self._learn_model(key, positions, events, partial(batch.feature_table, key)))
         touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
         found.sort(key=itemgetter(0))
         return found
 
-    def _learn_model(self, key: ModelKey, positions: list[int], batch: list[PredictionEvent]) -> list[Positioned]:
+    def _learn_model(self, key: ModelKey, positions: list[int], batch: list[PredictionEvent],
+                     table_of: Callable[[tuple[str, ...]], FloatArray] | None = None) -> list[Positioned]:
         state = self._state_for(key, batch[0].ts)
         seen_before = state.predictions
         state.predictions += len(batch)
         stamps = [event.ts for event in batch]
         candidates: list[_Candidate] = []
-        for feature, column in _feature_columns(batch).items():  # in the order update would create them
+        for feature, column in _feature_columns(batch, table_of).items():  # in the order update would create them
             if self._feature_state(state, feature) is not None:
                 candidates.extend(self._learn_column(state, feature, column, batch, stamps, seen_before))
         return [(positions[index], finding) for index, finding in _strongest_per_event(candidates)]
@@ -239,17 +241,19 @@ class FeatureDriftDetector:
         )
 
 
-def _feature_columns(batch: list[PredictionEvent]) -> dict[str, _Column]:
+def _feature_columns(batch: list[PredictionEvent],
+                     table_of: Callable[[tuple[str, ...]], FloatArray] | None = None) -> dict[str, _Column]:
     """Each feature's finite values in ``batch``, by first appearance (sorted within an event, as ``update`` goes).
 
     Predictions of one version nearly always carry the same features: then one numpy array
-    converts and checks them all.
+    converts and checks them all (``table_of(names)``, when given: the batch's shared table).
     """
-    names = sorted(batch[0].features)
+    names = tuple(sorted(batch[0].features))
     maps = [event.features for event in batch]
     if sum(map(len, maps)) == len(names) * len(batch):
         try:
-            table = feature_table(maps, names)  # float of each value, as ``update`` takes them
+            # float of each value, as ``update`` takes them
+            table = table_of(names) if table_of is not None else feature_table(maps, names)
         except (KeyError, TypeError, ValueError):  # another feature in place of one of these, or not a float
             return _ragged_columns(batch)
         if np.isfinite(table).all():

@@ -174,12 +174,19 @@ class IncidentBook:
         so between sweeps it is looked up once per model rather than once per prediction.
         """
         touched_by_model: dict[str, list[_Tracked]] = {}
-        observe_version, model_is_open = self.versions.observe, self._model_has_open_incident
+        settled: set[str] = set()  # models none of whose deploys is proving itself: their predictions count nowhere
+        versions, model_is_open = self.versions, self._model_has_open_incident
         check_every = self.check_every_ms
         for event in events:
             if event.ts > self.watermark:
                 self.watermark = event.ts
-            observe_version(event, model_is_open)
+            if type(event) is not PredictionEvent:
+                versions.observe(event, model_is_open)
+                settled.clear()  # a deploy unsettles its model
+            elif event.model_id not in settled:
+                versions.observe(event, model_is_open)
+                if versions.settled(event.model_id):
+                    settled.add(event.model_id)
             if self._by_asset:
                 if type(event) is PredictionEvent:
                     touched = touched_by_model.get(event.model_id)

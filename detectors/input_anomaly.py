@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from operator import itemgetter
 from typing import Callable, ClassVar, Mapping, Sequence
@@ -70,10 +71,14 @@ class _Scaler:
         midpoints = tuple((low + high) / 2 for low, high in limits.values())
         return cls(tuple(limits), lows, highs, highs - lows, midpoints)
 
-    def rows(self, vectors: Sequence[Mapping[str, float]]) -> Rows:
-        """One row per vector: a missing feature sits mid-range, a non-finite one at the top, all clipped to [0, 1]."""
+    def rows(self, vectors: Sequence[Mapping[str, float]],
+             table_of: Callable[[tuple[str, ...]], Rows] | None = None) -> Rows:
+        """One row per vector: a missing feature sits mid-range, a non-finite one at the top, all clipped to [0, 1].
+
+        ``table_of(names)``, when given, is the vectors' table shared with other detectors (never written to).
+        """
         try:
-            values = feature_table(vectors, self.names)
+            values = table_of(self.names) if table_of is not None else feature_table(vectors, self.names)
         except KeyError:
             filled = (map(vector.get, self.names, self.midpoints) for vector in vectors)
             flat = np.fromiter(chain.from_iterable(filled), np.float64, len(vectors) * len(self.names))
@@ -108,6 +113,8 @@ class _Run:
     state: _ModelState
     positions: list[int] = field(default_factory=list)
     events: list[PredictionEvent] = field(default_factory=list)
+    #: The events' feature table by names, shared with other detectors (a ``Batch``'s), if there is one.
+    table_of: Callable[[tuple[str, ...]], Rows] | None = None
 
 
 @dataclass
@@ -243,8 +250,8 @@ class InputAnomalyDetector:
         by_version = batch.predictions_with_features()
         if not fits_without_eviction(self._states, by_version, self.max_keys):
             return self._runs(batch.events)
-        runs = [_Run(lru_get(self._states, key, self.max_keys, _ModelState), positions, events)
-                for key, (positions, events) in by_version.items()]
+        runs = [_Run(lru_get(self._states, key, self.max_keys, _ModelState), positions, events,
+                     partial(batch.feature_table, key)) for key, (positions, events) in by_version.items()]
         touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
         return runs
 
@@ -281,7 +288,8 @@ class InputAnomalyDetector:
         if state.scaler is None or state.forest is None or start == len(run.events):
             return []
         events = run.events[start:] if start else run.events
-        leaves = state.forest.leaves(state.scaler.rows([event.features for event in events]))
+        table_of = None if start else run.table_of  # the shared table has a row for every event of the run
+        leaves = state.forest.leaves(state.scaler.rows([event.features for event in events], table_of))
         return self._judge(state, state.forest, leaves, run.positions[start:], events)
 
     def _judge(self, state: _ModelState, forest: HalfSpaceForest, leaves: Leaves, positions: list[int],

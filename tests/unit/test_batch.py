@@ -1,0 +1,57 @@
+"""``detectors.batch.Batch``: what the detectors of one event type derive from a micro-batch, derived once."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.batch import Batch
+from detectors.events import AccessEvent, PredictionEvent
+from detectors.feedback import FeedbackJoin
+
+pytestmark = pytest.mark.unit
+
+
+def _prediction(event_id: str, ts: int, version: str = "v1", **fields) -> PredictionEvent:
+    fields.setdefault("features", {"b": float(ts), "a": 1.0})
+    return PredictionEvent(event_id, ts, "m", version, **fields)
+
+
+def _events() -> list:
+    return [
+        _prediction("e1", 1),
+        _prediction("e2", 2, "v2"),
+        _prediction("e1", 3, features={}, label="yes"),  # feedback for e1
+        AccessEvent("x", 4, "p", "download", "model", "m"),
+        _prediction("e3", 5, features={}),  # a prediction without features
+        _prediction("e4", 6),
+    ]
+
+
+def test_predictions_are_grouped_by_version_in_first_seen_order_with_positions() -> None:
+    batch = Batch(_events())
+    grouped = {key: (positions, [event.event_id for event in events])
+               for key, (positions, events) in batch.predictions_by_version().items()}
+    assert grouped == {("m", "v1"): ([0, 4, 5], ["e1", "e3", "e4"]), ("m", "v2"): ([1], ["e2"])}
+    with_features = {key: positions for key, (positions, _) in batch.predictions_with_features().items()}
+    assert with_features == {("m", "v1"): [0, 5], ("m", "v2"): [1]}
+    assert batch.predictions_by_version() is batch.predictions_by_version()  # derived once
+
+
+def test_a_join_is_fed_once_however_many_detectors_ask() -> None:
+    join = FeedbackJoin()
+    batch = Batch(_events())
+    matches = batch.matches(join)
+    assert batch.matches(join) is matches and [match.position for match in matches] == [2]
+    assert join.counts.joined == 1 and join.n_pending == 3  # e1 matched; e2, e3, e4 wait
+
+
+def test_a_feature_table_is_made_once_per_version_and_names_and_is_read_only() -> None:
+    batch = Batch(_events())
+    table = batch.feature_table(("m", "v1"), ("a", "b"))
+    assert table.tolist() == [[1.0, 1.0], [1.0, 6.0]]
+    assert batch.feature_table(("m", "v1"), ("a", "b")) is table
+    with pytest.raises(ValueError):
+        table[0, 0] = 2.0
+    assert batch.feature_table(("m", "v1"), ("b",)).tolist() == [[1.0], [6.0]]
+    with pytest.raises(KeyError):
+        batch.feature_table(("m", "v1"), ("a", "c"))
