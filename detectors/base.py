@@ -59,6 +59,8 @@ class JoinsFeedback:
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` in order, with positions: what ``update`` on each would give."""
+        if len(events) == 1:  # ``update``: the walk, without a shared batch to set up
+            return self._update_in_order(events, self._join.feed(events))
         return self.update_batch(Batch(events))
 
     def update_batch(self, batch: Batch) -> list[Positioned]:
@@ -67,6 +69,10 @@ class JoinsFeedback:
 
     def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""
+        raise NotImplementedError
+
+    def _update_in_order(self, events: Sequence[Event], matches: Sequence[Matched]) -> list[Positioned]:
+        """``update_matched`` walking every event in order (for a batch of one, or one that could evict)."""
         raise NotImplementedError
 
 

@@ -39,14 +39,17 @@ class Batch:
 
     def __init__(self, events: Sequence[Event]) -> None:
         self.events = events
-        self._matches: dict[int, list[Matched]] = {}
+        # Made when first asked for: a detector's ``update`` is a batch of one, and most of it is never asked.
+        self._matches: dict[int, list[Matched]] | None = None
         self._by_version: dict[VersionKey, VersionRun] | None = None
         self._featureless: set[VersionKey] = set()
         self._with_features: dict[VersionKey, VersionRun] | None = None
-        self._tables: dict[tuple[VersionKey, tuple[str, ...]], FloatTable] = {}
+        self._tables: dict[tuple[VersionKey, tuple[str, ...]], FloatTable] | None = None
 
     def matches(self, join: FeedbackJoin) -> list[Matched]:
         """``join.feed(events)``, fed once per batch however many detectors share the join."""
+        if self._matches is None:
+            self._matches = {}
         matches = self._matches.get(id(join))
         if matches is None:
             matches = self._matches[id(join)] = join.feed(self.events)
@@ -79,6 +82,8 @@ class Batch:
         Made once per batch for every detector that asks with the same names (``feature_drift`` and
         ``input_anomaly`` read the same table). ``KeyError`` if a prediction lacks one of the names.
         """
+        if self._tables is None:
+            self._tables = {}
         table = self._tables.get((key, names))
         if table is None:
             events = self.predictions_with_features()[key][1]

@@ -147,6 +147,8 @@ class ExtractionDetector:
 
     def update_many(self, events: Sequence[Event]) -> list[Positioned]:
         """Findings over ``events`` taken in order, with their positions (``update`` is a batch of one)."""
+        if len(events) == 1:  # ``update``: event by event, without a shared batch to set up
+            return self._in_order(events)
         return self.update_batch(Batch(events))
 
     def update_batch(self, batch: Batch) -> list[Positioned]:
@@ -157,23 +159,28 @@ class ExtractionDetector:
         tables, so unless the batch could evict a key, it is learned version by version from
         the batch's grouping, the tables then left in per-event order. Else event by event.
         """
+        if len(batch.events) == 1 or len(self._models) + len(self._principals) + len(batch.events) > self.max_keys:
+            return self._in_order(batch.events)  # grouping one event only costs; a batch that might evict a key
         found: list[Positioned] = []
         last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]] = {}
-        if len(self._models) + len(self._principals) + len(batch.events) > self.max_keys:  # might evict
-            for position, event in enumerate(batch.events):
-                if isinstance(event, PredictionEvent) and (event.label is None or event.features):
-                    self._learn_run((event.model_id, event.model_version), [position], [event], found, last_touch)
-        else:
-            models_touched = {}
-            for key, (positions, events) in batch.predictions_by_version().items():
-                if (last := self._learn_run(key, positions, events, found, last_touch)) >= 0:
-                    models_touched[key] = last
-            touch_in_order(self._models, models_touched)
-            touch_in_order(self._principals, {key: position for key, (position, _) in last_touch.items()})
-            found.sort(key=itemgetter(0))
-        for _, state in last_touch.values():  # the sweep compared with the events' own maps within the batch
-            if state.last_features is not None:
-                state.last_features = dict(state.last_features)
+        models_touched = {}
+        for key, (positions, events) in batch.predictions_by_version().items():
+            if (last := self._learn_run(key, positions, events, found, last_touch)) >= 0:
+                models_touched[key] = last
+        touch_in_order(self._models, models_touched)
+        touch_in_order(self._principals, {key: position for key, (position, _) in last_touch.items()})
+        found.sort(key=itemgetter(0))
+        _copy_last_features(last_touch)
+        return found
+
+    def _in_order(self, events: Sequence[Event]) -> list[Positioned]:
+        """``update_batch`` event by event, each a run of one (a key may be evicted at any event)."""
+        found: list[Positioned] = []
+        last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]] = {}
+        for position, event in enumerate(events):
+            if isinstance(event, PredictionEvent) and (event.label is None or event.features):
+                self._learn_run((event.model_id, event.model_version), [position], [event], found, last_touch)
+        _copy_last_features(last_touch)
         return found
 
     def _learn_run(self, model_key: _ModelKey, positions: list[int], events: list[PredictionEvent],
@@ -332,6 +339,13 @@ class ExtractionDetector:
                 f"Confirm the traffic with the owner of {principal}; rotate its credentials if unknown",
             ),
         )
+
+
+def _copy_last_features(last_touch: Mapping[_PrincipalKey, tuple[int, _PrincipalState]]) -> None:
+    """Copy the last features of the principals a batch touched (the sweep compared the events' own maps)."""
+    for _, state in last_touch.values():
+        if state.last_features is not None:
+            state.last_features = dict(state.last_features)
 
 
 def _learn_population(population: _Population, near: bool) -> None:

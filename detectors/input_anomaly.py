@@ -247,6 +247,8 @@ class InputAnomalyDetector:
     def _runs_of(self, batch: Batch) -> list[_Run]:
         """Each model version's events in the batch, as ``_runs`` finds them; from the shared grouping
         when no version can be evicted meanwhile (the table then ends in per-event order)."""
+        if len(batch.events) == 1:  # ``update``: grouping one event only costs
+            return self._runs(batch.events)
         by_version = batch.predictions_with_features()
         if not fits_without_eviction(self._states, by_version, self.max_keys):
             return self._runs(batch.events)

@@ -251,6 +251,8 @@ class SegmentDegradationDetector(JoinsFeedback):
         batch's grouping (a label sees its version's count as of its position) and only the
         labels are walked; else event by event.
         """
+        if len(batch.events) == 1:  # grouping one event only costs
+            return self._update_in_order(batch.events, matches)
         by_version = batch.predictions_by_version()
         touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
         for label in matches:
