@@ -163,6 +163,11 @@ static PyObject *ranks(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     double *rank = (double *)PyByteArray_AS_STRING(out), twice_n = (double)(2 * (int64_t)n);
     for (Py_ssize_t i = 0; i < n_values; i++) {
         double v = value[i];
+        if (isnan(v)) { /* a rank CUSUM never sees NaN; refuse it rather than rank it anywhere */
+            Py_CLEAR(out);
+            PyErr_SetString(PyExc_ValueError, "ranks: a value is NaN");
+            goto done;
+        }
         Py_ssize_t low = 0, high = n_distinct - 1; /* the first level >= v: the +inf at the end always is */
         while (low < high) {
             Py_ssize_t middle = low + (high - low) / 2;
@@ -200,6 +205,10 @@ static PyObject *walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "walk: n_features and n_trees must be positive, height in 0..30");
         return NULL;
     }
+    if (n_trees > PY_SSIZE_T_MAX / ((Py_ssize_t)1 << height)) {
+        PyErr_SetString(PyExc_ValueError, "walk: too many nodes");
+        return NULL;
+    }
     Py_buffer rows, features, thresholds;
     if (float64_buffer(args[0], &rows, "rows") < 0) return NULL;
     if (PyObject_GetBuffer(args[2], &features, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -231,6 +240,10 @@ static PyObject *walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_ValueError, "walk: a split feature is not a column of the rows");
             goto done;
         }
+    }
+    if (n_rows > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(int64_t) / n_trees) {
+        PyErr_NoMemory();
+        goto done;
     }
     out = PyByteArray_FromStringAndSize(NULL, n_rows * n_trees * (Py_ssize_t)sizeof(int64_t));
     if (out == NULL) goto done;

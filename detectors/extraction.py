@@ -159,8 +159,10 @@ class ExtractionDetector:
         tables, so unless the batch could evict a key, it is learned version by version from
         the batch's grouping, the tables then left in per-event order. Else event by event.
         """
-        if len(batch.events) == 1 or len(self._models) + len(self._principals) + len(batch.events) > self.max_keys:
-            return self._in_order(batch.events)  # grouping one event only costs; a batch that might evict a key
+        # A prediction adds at most two keys (its version's population and its principal's window).
+        might_evict = len(self._models) + len(self._principals) + 2 * len(batch.events) > self.max_keys
+        if len(batch.events) == 1 or might_evict:  # grouping one event only costs
+            return self._in_order(batch.events)
         found: list[Positioned] = []
         last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]] = {}
         models_touched = {}

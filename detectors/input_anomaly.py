@@ -86,9 +86,10 @@ class _Scaler:
         finite = np.isfinite(values)
         if not finite.all():
             values = np.where(finite, values, self.high)
-        scaled: Rows = values - self.low  # finite, so no NaN below: clipping is Python's max(0.0, min(1.0, x))
-        scaled /= self.span
-        np.maximum(scaled, 0.0, out=scaled)
+        scaled: Rows = values - self.low
+        with np.errstate(divide="ignore", invalid="ignore"):  # a span of 0 (a feature constant at a large
+            scaled /= self.span  # magnitude during warm-up) makes 0/0: NaN, and x/0: +-inf
+        np.fmax(scaled, 0.0, out=scaled)  # Python's max(0.0, x): NaN becomes 0.0
         return np.minimum(scaled, 1.0, out=scaled)
 
 

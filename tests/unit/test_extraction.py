@@ -117,3 +117,22 @@ def test_batches_find_what_single_events_find(sizes: tuple[int, ...], max_keys: 
     batched = ExtractionDetector(quiet_ms=60_000, max_keys=max_keys)
     assert in_batches(batched, events, sizes) == expected
     assert list(batched._models) == list(single._models) and list(batched._principals) == list(single._principals)
+
+
+def test_a_batch_that_could_evict_is_learned_event_by_event() -> None:
+    """A prediction can add two keys (its version's population and its principal): a batch of three new
+    versions and principals evicts at max_keys 4, and must then go as one by one would (it once raised)."""
+    def query(index: int, model: str, principal: str) -> PredictionEvent:
+        return PredictionEvent(f"e{index}", T0 + index, model, "v1", principal=principal, features={"x": 1.0},
+                               score=0.3)
+
+    for events, max_keys in [([query(0, "m1", "p1"), query(1, "m2", "p2"), query(2, "m3", "p3")], 4),
+                             ([query(0, "m1", "p1"), query(1, "m2", "p2"), query(2, "m1", "p3"),
+                               query(3, "m2", "p1")], 5)]:
+        single, batched = ExtractionDetector(max_keys=max_keys), ExtractionDetector(max_keys=max_keys)
+        for event in events:
+            single.update(event)
+        batched.update_many(events)
+        assert list(batched._models) == list(single._models)
+        assert [(key, list(state.recent)) for key, state in batched._principals.items()] == \
+            [(key, list(state.recent)) for key, state in single._principals.items()]

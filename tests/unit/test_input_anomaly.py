@@ -166,3 +166,18 @@ def test_the_thresholder_is_called_past_rivers_wrapper_only_once_it_has_learned(
         update(value)
         get, update = _quantile_methods(direct)
     assert get.__self__ is direct._quantile and get() == wrapped.get() == direct.get()
+
+
+def test_a_feature_constant_during_warm_up_at_a_large_magnitude_scales_to_zero_not_nan() -> None:
+    """Its limits have no width left (the margin rounds away), so its warm-up value scales to 0/0: clipped to
+    0.0 like Python's min(1.0, max(0.0, x)), as the trees expect (NaN would take the other branch everywhere)."""
+    from detectors.input_anomaly import _robust_limits
+
+    scaler = _Scaler.from_limits({"account_ms": _robust_limits([1.7e12] * 300), "x": _robust_limits([0.0, 1.0])})
+    assert scaler.span[0] == 0.0
+    rows = scaler.rows([{"account_ms": 1.7e12, "x": 0.5}, {"account_ms": math.nan, "x": 0.5},
+                        {"account_ms": 1.6e12, "x": 2.0}])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unclipped = (np.array([[1.7e12, 0.5], [scaler.high[0], 0.5], [1.6e12, 2.0]]) - scaler.low) / scaler.span
+    expected = [[min(1.0, max(0.0, value)) for value in row] for row in unclipped.tolist()]
+    assert rows.tolist() == expected and not np.isnan(rows).any()

@@ -172,3 +172,14 @@ def test_ranks_refuse_a_reference_without_its_sentinel_or_counts() -> None:
         kernels.ranks(values, distinct, below[:-1], n)
     with pytest.raises(TypeError):
         kernels.ranks(values, distinct, below.astype(np.int64), n)
+
+
+def test_kernels_refuse_sizes_that_would_overflow_and_values_they_cannot_rank() -> None:
+    from detectors._regime import _distinct_counts
+
+    with pytest.raises((ValueError, MemoryError)):  # 2**61 + 1 trees of height 0: the output size would wrap
+        kernels.walk(np.zeros(1), 1, np.zeros(0, np.int64), np.zeros(0, np.float64), 2**61 + 1, 0)
+    with pytest.raises(ValueError, match="too many nodes"):
+        kernels.walk(np.zeros(1), 1, np.zeros(0, np.int64), np.zeros(0, np.float64), 2**40, 30)
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.ranks(np.array([0.5, math.nan]), *_distinct_counts([0.0, 1.0]))
