@@ -14,10 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-try:  # built by `pip install` (setup.py); a source tree that was never installed has the Python path alone
-    from detectors import _kernels
-except ImportError:  # pragma: no cover - the installed package always has it
-    _kernels = None  # type: ignore[assignment]
+from detectors._compiled import kernels as _kernels
 
 FloatTable = npt.NDArray[np.float64]
 

@@ -28,10 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from river import anomaly
 
-try:  # built by `pip install` (setup.py); a source tree that was never installed has the Python path alone
-    from detectors import _kernels
-except ImportError:  # pragma: no cover - the installed package always has it
-    _kernels = None  # type: ignore[assignment]
+from detectors._compiled import kernels as _kernels
 
 Leaves = npt.NDArray[np.int64]  # (events, trees): tree t's leaf at t * 2**height + leaf
 Rows = npt.NDArray[np.float64]  # (events, features): scaled events, columns in the forest's feature order

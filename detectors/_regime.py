@@ -20,10 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from river import drift
 
-try:  # built by `pip install` (setup.py); a source tree that was never installed has the Python path alone
-    from detectors import _kernels
-except ImportError:  # pragma: no cover - the installed package always has it
-    _kernels = None  # type: ignore[assignment]
+from detectors._compiled import kernels as _kernels
 
 FloatArray = npt.NDArray[np.float64]
 #: A sorted sample's distinct values closed by +inf, how many values lie below each (closed by the

@@ -65,7 +65,10 @@ class JoinsFeedback:
 
     def update_batch(self, batch: Batch) -> list[Positioned]:
         """``update_many`` over a batch several detectors share (its join's matches fed once)."""
-        return self.update_matched(batch, batch.matches(self._join))
+        matches = batch.matches(self._join)
+        if len(batch.events) == 1:  # grouping one event only costs
+            return self._update_in_order(batch.events, matches)
+        return self.update_matched(batch, matches)
 
     def update_matched(self, batch: Batch, matches: Sequence[Matched]) -> list[Positioned]:
         """``update_many`` with the batch's labels matched already (by ``feedback_join.feed``)."""

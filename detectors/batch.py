@@ -9,7 +9,7 @@ per event in Python, and each pass also pulls every event back into the cache).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from detectors._columns import FloatTable
 from detectors._columns import table as feature_table
@@ -108,3 +108,17 @@ class Batch:
             group[0].append(position)
             group[1].append(event)
         return groups
+
+
+def last_touches(by_version: Mapping[VersionKey, VersionRun], matches: Sequence[Matched]) -> dict[VersionKey, int]:
+    """Each version's last position in a batch: its last prediction, or a later label of one of its predictions.
+
+    The order in which per-event processing would leave a label detector's LRU table
+    (``detectors._lru.touch_in_order``), and the keys it would touch (``fits_without_eviction``).
+    """
+    touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
+    for label in matches:
+        key = (label.prediction.model_id, label.prediction.model_version)
+        if touched.get(key, -1) < label.position:
+            touched[key] = label.position
+    return touched

@@ -139,8 +139,6 @@ class CanaryRegressionDetector(JoinsFeedback):
         predictions then only keep the version's last-seen time, so they are taken per version
         from the batch's grouping and only the labels are walked; else event by event.
         """
-        if len(batch.events) == 1:  # grouping one event only costs
-            return self._update_in_order(batch.events, matches)
         by_version = batch.predictions_by_version()
         last_seen_by_model = self._one_version_per_model(by_version)
         if last_seen_by_model is None:

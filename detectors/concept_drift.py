@@ -1,22 +1,23 @@
 """Concept drift: a model version's error rate on labeled predictions rose and stayed up.
 
-A ``FeedbackJoin`` (the detector's own, or one a ``DetectorSet`` shares among detectors)
-matches delayed labels to earlier predictions by ``event_id``. The joined error stream (0
-right, 1 wrong) of each ``(model_id, model_version)`` feeds River's ADWIN; a cut becomes a finding only after ``min_labels``
-labels and when the error rate rose by at least ``min_effect`` (absolute) over at least
-``min_recent`` labels (checked for ``recheck`` labels after each cut, since ADWIN may cut
+A ``FeedbackJoin`` (the detector's own, or one a ``DetectorSet`` shares among detectors) matches
+delayed labels to earlier predictions by ``event_id``. The joined error stream (0 right, 1 wrong) of
+each ``(model_id, model_version)`` feeds River's ADWIN; a cut becomes a finding only after
+``min_labels`` labels and when the error rate rose by at least ``min_effect`` (absolute) over at
+least ``min_recent`` labels (checked for ``recheck`` labels after each cut, since ADWIN may cut
 before the new regime is that long). Beside ADWIN, an upward CUSUM on the same error stream
 (``RankCusum`` on 0/1 errors is a standardised Bernoulli CUSUM against the version's own stable
-error rate, with a higher threshold since 0/1 steps are skewed) accumulates evidence label by label, so a clear rise is caught after a few hundred
-labels rather than when ADWIN's window splits; its crossing must also show a rise of
-``min_effect`` (beyond two standard errors) over at least ``min_run`` labels. After a finding the key relearns from the new
-regime: one change, one finding.
+error rate, with a higher threshold since 0/1 steps are skewed) accumulates evidence label by label,
+so a clear rise is caught after a few hundred labels rather than when ADWIN's window splits; its
+crossing must also show a rise of ``min_effect`` (beyond two standard errors) over at least
+``min_run`` labels. After a finding the key relearns from the new regime: one change, one finding.
 
-A micro-batch is learned version by version: predictions are counted as they come, while
-labels wait, with what a finding at them would report, and are learned at the end of the
-batch (each version's state is its own, so the order across versions changes nothing). A
-version's CUSUM then runs ahead over its labels at once (``RankCusum.update_many``) up to
-its next alarm. Before any version's state is evicted, the waiting labels are learned.
+A micro-batch is learned version by version: predictions are counted per version (from the batch's
+grouping, or as they come when a version could be evicted meanwhile), while labels wait, with what a
+finding at them would report, and are learned at the end of the batch (each version's state is its
+own, so the order across versions changes nothing). A version's CUSUM then runs ahead over its
+labels at once (``RankCusum.update_many``) up to its next alarm. Before any version's state is
+evicted, the waiting labels are learned.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from river import drift
 from detectors._regime import CusumAlarm, Moments, RankCusum, RecentBlocks, Regime, adwin, affected, iso_utc
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
-from detectors.batch import NO_PREDICTIONS, Batch
+from detectors.batch import NO_PREDICTIONS, Batch, last_touches
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched
 from detectors.findings import Finding
@@ -124,14 +125,8 @@ class ConceptDriftDetector(JoinsFeedback):
         Unless the batch could evict a version, predictions are counted per version from the
         batch's grouping and only the labels are walked; else event by event.
         """
-        if len(batch.events) == 1:  # grouping one event only costs
-            return self._update_in_order(batch.events, matches)
         by_version = batch.predictions_by_version()
-        touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
-        for label in matches:
-            prediction = label.prediction
-            key = (prediction.model_id, prediction.model_version)
-            touched[key] = max(touched.get(key, -1), label.position)
+        touched = last_touches(by_version, matches)
         if not fits_without_eviction(self._states, touched, self.max_keys):
             return self._update_in_order(batch.events, matches)
         found: list[Positioned] = []

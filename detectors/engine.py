@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from detectors.base import Detector, Positioned, build_detectors, share_feedback_joins, update_many
+from detectors.batch import Batch
 from detectors.containment import ContainmentPolicy
 from detectors.events import Event
-from detectors.batch import Batch
 from detectors.findings import Finding
 from detectors.incidents import EngineOutput, EvidenceRow, IncidentBook
 from detectors.library import DEFAULT_DETECTORS

@@ -38,7 +38,7 @@ from typing import ClassVar, Mapping, NamedTuple, Sequence
 from detectors._regime import iso_utc, normal_sf, two_proportion_z
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors.base import JoinsFeedback, Positioned, fresh_copy, register
-from detectors.batch import NO_PREDICTIONS, Batch
+from detectors.batch import NO_PREDICTIONS, Batch, last_touches
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import DAY_MS, FeedbackJoin, Matched
 from detectors.findings import Finding
@@ -251,13 +251,8 @@ class SegmentDegradationDetector(JoinsFeedback):
         batch's grouping (a label sees its version's count as of its position) and only the
         labels are walked; else event by event.
         """
-        if len(batch.events) == 1:  # grouping one event only costs
-            return self._update_in_order(batch.events, matches)
         by_version = batch.predictions_by_version()
-        touched = {key: positions[-1] for key, (positions, _) in by_version.items()}
-        for label in matches:
-            key = (label.prediction.model_id, label.prediction.model_version)
-            touched[key] = max(touched.get(key, -1), label.position)
+        touched = last_touches(by_version, matches)
         if not fits_without_eviction(self._states, touched, self.max_keys):
             return self._update_in_order(batch.events, matches)
         found: list[Positioned] = []

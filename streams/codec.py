@@ -607,8 +607,8 @@ def _parse_json(raw: bytes) -> Any:
         raise DecodeError(f"not valid JSON: {exc}"[:_REASON_CHARS]) from None
 
 
-def _read_nothing(raw: bytes) -> None:
-    """``read_plain`` without the compiled path: it never accepts."""
+def read_nothing(raw: bytes) -> None:
+    """An accept path that never accepts: ``read_plain`` without the compiled extension, or with no decoder."""
     return None
 
 
@@ -656,7 +656,7 @@ class EventDecoder:
     def plain_reader(self) -> Callable[[bytes], Event | None]:
         """``read_plain`` as one compiled call (no Python frame per message): for the worker's hot loop."""
         if self._compiled is None:
-            return _read_nothing
+            return read_nothing
         return partial(_avrofast.read_message, self._compiled)  # type: ignore[union-attr]
 
     def decode_or_dead_letter(

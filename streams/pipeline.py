@@ -20,7 +20,7 @@ from detectors.events import EVENT_TYPES, Event, event_type_name
 from detectors.findings import ContainmentCommand, Incident
 from detectors.incidents import EvidenceRow
 from streams.admission import FLOODABLE, EventTimeGuard, TopicPartitionKey, flood_key
-from streams.codec import DeadLetter, EventDecoder, decoder_for
+from streams.codec import DeadLetter, EventDecoder, decoder_for, read_nothing
 from streams.settings import Settings
 
 
@@ -62,11 +62,6 @@ def _runs_of(messages: Iterable[RawMessage]) -> Iterator[PartitionRun]:
         run.append(message)
     if run:
         yield run[0].topic, run[0].partition, run[0].received_at, run
-
-
-def _declines(raw: bytes) -> None:
-    """The accept path of a topic without a decoder: every message takes ``Pipeline._decode``."""
-    return None
 
 
 @dataclass
@@ -259,7 +254,7 @@ class Pipeline:
         The compiled accept path first; whatever it declines takes the full decode, which words the error.
         """
         decoder = self.decoders.get(partition[0])
-        read = decoder.plain_reader if decoder is not None else _declines
+        read = decoder.plain_reader if decoder is not None else read_nothing  # then _decode words the error
         events: list[Event] = []
         sources: list[Record] = []
         refused: list[DeadLetter] = []

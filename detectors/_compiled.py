@@ -1,0 +1,14 @@
+"""The detectors' compiled kernels (``detectors/_kernels.c``), or ``None`` in a source tree never installed.
+
+Each kernel has a Python twin next to its caller, the reference it is tested against; callers
+take the kernel when this module found it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["kernels"]
+
+try:  # built by `pip install` (setup.py)
+    from detectors import _kernels as kernels
+except ImportError:  # pragma: no cover - the installed package always has it
+    kernels = None  # type: ignore[assignment]
