@@ -134,7 +134,7 @@ class Settings:
 
     # ---- process
     #: Young-generation threshold of Python's garbage collector (see streams/runtime.py); 0 keeps 700.
-    gc_young_threshold: int = 20_000
+    gc_young_threshold: int = 100_000
     #: How long a thread may hold the GIL while the store writer waits, in ms (see streams/runtime.py); 0 keeps 5.
     gil_switch_interval_ms: float = 1.0
 
