@@ -16,5 +16,11 @@ setup(
             sources=["detectors/_kernels.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
+        # The feedback join's batch loop; its Python twin is FeedbackJoin._py_feed.
+        Extension(
+            "detectors._join",
+            sources=["detectors/_join.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ],
 )
