@@ -44,9 +44,15 @@ class DetectorSet:
         Each detector sees the sub-sequence of the types it reads in one call, so a detector
         with a micro-batch ``update_many`` (numpy) amortises its work over the batch.
         """
-        by_type: dict[type, list[int]] = {}
-        for position, event in enumerate(events):
-            by_type.setdefault(type(event), []).append(position)
+        by_type: dict[type, Sequence[int]] = {}
+        kinds = set(map(type, events))
+        if len(kinds) == 1:  # one type (a partition of one topic): no positions to collect
+            by_type[kinds.pop()] = range(len(events))
+        else:
+            positions_of: dict[type, list[int]] = {}
+            for position, event in enumerate(events):
+                positions_of.setdefault(type(event), []).append(position)
+            by_type.update(positions_of)
         ordered: list[tuple[int, int, Finding]] = []
         for event_type, positions in by_type.items():
             detectors = self._routes.get(event_type, ())
