@@ -22,5 +22,11 @@ setup(
             sources=["detectors/_join.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
+        # The extraction detector's loop; its Python twin is ExtractionDetector._py_learn_run.
+        Extension(
+            "detectors._extraction",
+            sources=["detectors/_extraction.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ],
 )

@@ -29,6 +29,7 @@ from typing import ClassVar, Mapping, Sequence
 
 from river import stats
 
+from detectors._compiled import extraction_kernel
 from detectors._lru import touch_in_order
 from detectors.base import Positioned, fresh_copy, register
 from detectors.batch import Batch
@@ -189,23 +190,38 @@ class ExtractionDetector:
                    found: list[Positioned], last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]]) -> int:
         """Learn one model version's predictions in order; the position of the last with a score (-1: none).
 
-        The detector's hot path: settings in locals, a principal's last features copied once per
-        batch rather than per query, and the signals computed only for a principal past their
-        cheap bars. The version's population is looked up at its first scored prediction.
+        Compiled (``detectors/_extraction.c``); what the compiled loop declines (a score, time or
+        feature map of an unusual type) and everything after it in the run goes to ``_py_learn_run``.
         """
-        band, models, principals, max_features = self.band, self._models, self._principals, self.max_features
+        if extraction_kernel is None:
+            return self._py_learn_run(model_key, positions, events, found, last_touch)
+        settings = (self.band, self.max_features, self.min_predictions, self.min_population, self.min_fraction,
+                    self.min_predictions // 5, self.sweep_length, self.max_interleaved)
+        stop, population, last = extraction_kernel.learn_run(self, model_key, positions, events, 0, None, -1, found,
+                                                             last_touch, PredictionEvent, settings)
+        if stop == len(events):
+            return last
+        return self._py_learn_run(model_key, positions, events, found, last_touch, stop, population, last)
+
+    def _py_learn_run(self, model_key: _ModelKey, positions: list[int], events: list[PredictionEvent],
+                      found: list[Positioned], last_touch: dict[_PrincipalKey, tuple[int, _PrincipalState]],
+                      start: int = 0, population: _Population | None = None, last: int = -1) -> int:
+        """``_learn_run`` in Python from ``events[start]`` on (``population`` and ``last``: the run's so far).
+
+        The reference of the compiled loop: settings in locals, a principal's last features
+        copied once per batch rather than per query, and the signals computed only for a
+        principal past their cheap bars. The version's population is looked up at its first
+        scored prediction.
+        """
+        band, principals, max_features = self.band, self._principals, self.max_features
         min_predictions, min_population, min_fraction = self.min_predictions, self.min_population, self.min_fraction
         crowd, sweep_length, interleaved = self.min_predictions // 5, self.sweep_length, self.max_interleaved
-        population, last = None, -1
-        for position, event in zip(positions, events):
+        for position, event in zip(positions[start:], events[start:]) if start else zip(positions, events):
             if event.score is None:
                 continue
             near = abs(event.score - 0.5) < band
             if population is None:
-                if (population := models.get(model_key)) is None:
-                    population = self._new_population(model_key)
-                else:
-                    models.move_to_end(model_key)
+                population = self._population_for(model_key)
             last = position
             population_n = population[1][0]
             if event.principal is None:
@@ -244,6 +260,13 @@ class ExtractionDetector:
             if signal is not None and (finding := self._flag(state, event, signal)) is not None:
                 found.append((position, finding))
         return last
+
+    def _population_for(self, key: _ModelKey) -> _Population:
+        """The version's population share, marked as just used (or new)."""
+        if (population := self._models.get(key)) is None:
+            return self._new_population(key)
+        self._models.move_to_end(key)
+        return population
 
     def _new_population(self, key: _ModelKey) -> _Population:
         entry = self._models[key] = (stats.EWMean(self.population_fading_factor), [0])
