@@ -11,7 +11,7 @@
  * which tests/unit/test_avrofast.py checks field by field on hostile bodies.
  *
  * Entry points: read_message (a message as EventDecoder._parse would read it: plain or
- * Confluent-framed Avro), read_event (an Avro body at an offset; tests), read_record (a dict
+ * Confluent-framed Avro), read_messages (read_message over a list of records), read_event (an Avro body at an offset; tests), read_record (a dict
  * parsed from JSON, with the checks of codec._fast_reader), read_wrapped (read_record for a
  * replay line's {"type", "event"} wrapper) and has_long_digit_run (where
  * orjson and json could disagree). Events are built without their dataclass __init__, taken
@@ -494,6 +494,51 @@ static PyObject *read_message(PyObject *module, PyObject *const *args, Py_ssize_
     }
 }
 
+PyDoc_STRVAR(read_messages_doc,
+"read_messages(program, records) -> (events, declined)\n\n"
+"read_message over ``records`` (a list of objects with a ``value``: aiokafka's ConsumerRecord):\n"
+"the events read, in order, and the positions of the records read_message declined (a value that\n"
+"is None or not bytes declines too). The worker's hot loop, with no Python step per record.");
+
+static PyObject *read_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "read_messages(program, records: list)");
+        return NULL;
+    }
+    static PyObject *value_name = NULL;
+    if (value_name == NULL && (value_name = PyUnicode_InternFromString("value")) == NULL) return NULL;
+    PyObject *records = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(records);
+    PyObject *events = PyList_New(0), *declined = PyList_New(0);
+    if (events == NULL || declined == NULL) goto fail;
+    for (Py_ssize_t index = 0; index < n; index++) {
+        PyObject *value = PyObject_GetAttr(PyList_GET_ITEM(records, index), value_name);
+        if (value == NULL) goto fail;
+        PyObject *call[2] = {args[0], value};
+        PyObject *event = read_message(module, call, 2);
+        Py_DECREF(value);
+        if (event == NULL) goto fail;
+        int status;
+        if (event == Py_None) {
+            PyObject *position = PyLong_FromSsize_t(index);
+            status = position == NULL ? -1 : PyList_Append(declined, position);
+            Py_XDECREF(position);
+        } else {
+            status = PyList_Append(events, event);
+        }
+        Py_DECREF(event);
+        if (status < 0) goto fail;
+    }
+    PyObject *out = PyTuple_Pack(2, events, declined);
+    Py_DECREF(events);
+    Py_DECREF(declined);
+    return out;
+fail:
+    Py_XDECREF(events);
+    Py_XDECREF(declined);
+    return NULL;
+}
+
 /* ---- records (JSON and replay lines): a dict already parsed, checked as codec._fast_reader does ---- */
 
 /* A new reference to the accepted value, or NULL to decline (never with an error set). */
@@ -671,6 +716,7 @@ static PyMethodDef methods[] = {
     {"compile", compile_program, METH_VARARGS, compile_doc},
     {"read_event", (PyCFunction)(void (*)(void))read_event, METH_FASTCALL, read_event_doc},
     {"read_message", (PyCFunction)(void (*)(void))read_message, METH_FASTCALL, read_message_doc},
+    {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL, read_messages_doc},
     {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
     {"read_wrapped", (PyCFunction)(void (*)(void))read_wrapped, METH_FASTCALL, read_wrapped_doc},
     {"has_long_digit_run", (PyCFunction)(void (*)(void))has_long_digit_run, METH_FASTCALL, has_long_digit_run_doc},

@@ -659,6 +659,14 @@ class EventDecoder:
             return read_nothing
         return partial(_avrofast.read_message, self._compiled)  # type: ignore[union-attr]
 
+    @property
+    def run_reader(self) -> Callable[[list[Any]], tuple[list[Event], list[int]]] | None:
+        """``plain_reader`` over a list of records (objects with a ``value``) in one compiled call: the
+        events read, in order, and the positions of the records it declined. None when not compiled."""
+        if self._compiled is None:
+            return None
+        return partial(_avrofast.read_messages, self._compiled)  # type: ignore[union-attr]
+
     def decode_or_dead_letter(
         self, raw: bytes, *, source_topic: str, partition: int, offset: int, received_at: int
     ) -> Event | DeadLetter:

@@ -254,12 +254,25 @@ class Pipeline:
         The compiled accept path first; whatever it declines takes the full decode, which words the error.
         """
         decoder = self.decoders.get(partition[0])
-        read = decoder.plain_reader if decoder is not None else read_nothing  # then _decode words the error
+        read_run = decoder.run_reader if decoder is not None else None
+        if read_run is not None and type(records) is list:
+            read_events, declined = read_run(records)
+            if not declined:  # the common case: every record read by one compiled call
+                return read_events, records, []
+            accepted, declined_at = iter(read_events), set(declined)
+
+            def decoded_at(index: int, record: Record) -> Event | None:
+                return None if index in declined_at else next(accepted)
+        else:
+            read = decoder.plain_reader if decoder is not None else read_nothing  # then _decode words the error
+
+            def decoded_at(index: int, record: Record) -> Event | None:
+                return read(record.value or b"")
         events: list[Event] = []
         sources: list[Record] = []
         refused: list[DeadLetter] = []
-        for record in records:
-            decoded = read(record.value or b"")
+        for index, record in enumerate(records):
+            decoded = decoded_at(index, record)
             if decoded is None:
                 decoded = self._decode(RawMessage(partition[0], partition[1], record.offset, record.value or b"",
                                                   received_at))

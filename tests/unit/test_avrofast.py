@@ -392,3 +392,25 @@ def test_a_field_named_twice_is_built_without_leaking() -> None:
         assert event.a == value
         del event
     assert sys.getrefcount(value) == before
+
+
+class _Record:
+    """What read_messages reads of an aiokafka ConsumerRecord: its value."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def test_read_messages_is_read_plain_over_a_list() -> None:
+    decoder = decoder_for("prediction", max_message_bytes=4_096)
+    good = _body("prediction")
+    values: list[object] = [good, b"\x00\x00\x00\x00\x07" + good, None, b"", b" " + good, bytearray(good), good[:-3],
+                            b"{}", good + b"\x00" * 5_000, good]
+    events, declined = decoder.run_reader([_Record(value) for value in values])  # type: ignore[misc]
+    one_by_one = [decoder.read_plain(value) if isinstance(value, bytes) else None for value in values]
+    assert declined == [index for index, event in enumerate(one_by_one) if event is None]
+    assert len(events) == len(values) - len(declined)
+    assert all(_same_event(event, expected) for event, expected in zip(events, [e for e in one_by_one if e]))
+    assert decoder.run_reader([]) == ([], [])  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        decoder.run_reader([object()])  # type: ignore[misc]
