@@ -14,18 +14,21 @@ setup(
         Extension(
             "detectors._kernels",
             sources=["detectors/_kernels.c"],
+            depends=["detectors/_slots.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
         # The feedback join's batch loop; its Python twin is FeedbackJoin._py_feed.
         Extension(
             "detectors._join",
             sources=["detectors/_join.c"],
+            depends=["detectors/_slots.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
         # The extraction detector's loop; its Python twin is ExtractionDetector._py_learn_run.
         Extension(
             "detectors._extraction",
             sources=["detectors/_extraction.c"],
+            depends=["detectors/_slots.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
     ],

@@ -14,12 +14,12 @@
  *   ``settings``: (band, max_features, min_predictions, min_population, min_fraction, crowd,
  *   sweep_length, max_interleaved), the detector's, as numbers.
  *
- * Reads a PredictionEvent's slots directly when the event is exactly that type; the detector's
+ * Reads a PredictionEvent's slots directly (_slots.h) when the event is exactly that type; the detector's
  * states (_PrincipalState, _Sweep) are read and written through their attributes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "_slots.h"
 #include <math.h>
 #include <stdint.h>
 
@@ -31,39 +31,13 @@ static PyObject *s_recent, *s_near, *s_last_features, *s_last_ts, *s_sweep, *s_f
     *s_boundary_signal, *s_flag, *s_population_for, *one, *zero, *one_float, *zero_float, *absent;
 
 typedef struct {
-    PyTypeObject *type;
-    Py_ssize_t offsets[N_FIELDS];
+    SlotReader event; /* the prediction type's fields */
     double band, max_features, min_predictions, min_population, min_fraction, crowd, sweep_length, max_interleaved;
 } Run;
 
 /* Status of a step: done, left to Python (nothing done), or an error raised. */
 enum { DONE = 0, DECLINE = 1, FAILED = -1 };
 
-static PyObject *field(Run *run, PyObject *event, int which) {
-    if (Py_IS_TYPE(event, run->type) && run->offsets[which] > 0) {
-        PyObject *value = *(PyObject **)((char *)event + run->offsets[which]);
-        if (value != NULL) return Py_NewRef(value);
-    }
-    return PyObject_GetAttr(event, field_names[which]);
-}
-
-static int find_slots(Run *run, PyTypeObject *type) {
-    run->type = type;
-    for (int which = 0; which < N_FIELDS; which++) {
-        run->offsets[which] = 0;
-        PyObject *descriptor = PyObject_GetAttr((PyObject *)type, field_names[which]);
-        if (descriptor == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
-            PyErr_Clear();
-            continue;
-        }
-        if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descriptor)->d_common.d_type == type
-            && ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX)
-            run->offsets[which] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-        Py_DECREF(descriptor);
-    }
-    return 0;
-}
 
 /* An exact int as int64 (DONE), DECLINE when not an exact int or beyond 64 bits, FAILED on error. */
 static int exact_int64(PyObject *value, int64_t *out) {
@@ -496,7 +470,7 @@ done:
 
 /* One event: DONE, DECLINE (left to Python, nothing of it done but the population's lookup), FAILED. */
 static int learn_one(Run *run, Loop *loop, Py_ssize_t position, PyObject *event) {
-    PyObject *score = field(run, event, F_SCORE), *principal = NULL, *ts = NULL, *features = NULL;
+    PyObject *score = slots_get(&run->event, event, F_SCORE), *principal = NULL, *ts = NULL, *features = NULL;
     if (score == NULL) return FAILED;
     int status = FAILED;
     if (score == Py_None) {
@@ -517,8 +491,8 @@ static int learn_one(Run *run, Loop *loop, Py_ssize_t position, PyObject *event)
         status = DECLINE;
         goto done;
     }
-    if ((principal = field(run, event, F_PRINCIPAL)) == NULL || (ts = field(run, event, F_TS)) == NULL
-        || (features = field(run, event, F_FEATURES)) == NULL)
+    if ((principal = slots_get(&run->event, event, F_PRINCIPAL)) == NULL || (ts = slots_get(&run->event, event, F_TS)) == NULL
+        || (features = slots_get(&run->event, event, F_FEATURES)) == NULL)
         goto done;
     if (principal != Py_None && !PyDict_CheckExact(features)) {
         status = DECLINE;
@@ -567,7 +541,7 @@ static PyObject *learn_run(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     Run run;
     PyObject *settings = args[10];
-    if (find_slots(&run, (PyTypeObject *)args[9]) < 0 || number(settings, 0, &run.band) < 0
+    if (slots_find(&run.event, (PyTypeObject *)args[9], field_names, N_FIELDS) < 0 || number(settings, 0, &run.band) < 0
         || number(settings, 1, &run.max_features) < 0 || number(settings, 2, &run.min_predictions) < 0
         || number(settings, 3, &run.min_population) < 0 || number(settings, 4, &run.min_fraction) < 0
         || number(settings, 5, &run.crowd) < 0 || number(settings, 6, &run.sweep_length) < 0

@@ -18,51 +18,21 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "_slots.h"
 #include <stdint.h>
 
 #define SAFE_TS (INT64_C(1) << 62)
 
-/* The event fields read here, in this order in ``field_names`` and ``JoinState.offsets``. */
+/* The event fields read here (``field_names``, read through ``JoinState.event``). */
 enum { F_TS, F_LABEL, F_FEATURES, F_EVENT_ID, F_PREDICTION, F_SCORE, N_FIELDS };
 static PyObject *field_names[N_FIELDS];
 
 typedef struct {
-    PyTypeObject *type;              /* the prediction type */
-    Py_ssize_t offsets[N_FIELDS];    /* its slots' offsets, all > 0 when every field is a plain slot */
+    SlotReader event;                /* the prediction type's fields */
     PyObject *join, *counts, *pending, *front_id; /* front_id: a strong reference (None: none) */
     int64_t watermark, keep_until, horizon, max_entries, joined, missed, expired, evicted;
     int loaded;
 } JoinState;
-
-/* ``event.<field>`` (a new reference): read from its slot when ``event`` is exactly the prediction
- * type (a subclass might define the name otherwise), else looked up. */
-static PyObject *field(JoinState *state, PyObject *event, int which) {
-    if (Py_IS_TYPE(event, state->type) && state->offsets[which] > 0) {
-        PyObject *value = *(PyObject **)((char *)event + state->offsets[which]);
-        if (value != NULL) return Py_NewRef(value);
-    }
-    return PyObject_GetAttr(event, field_names[which]); /* also raises the AttributeError of an unset slot */
-}
-
-/* Each field's slot offset in ``type`` (0 for any that is not a plain object slot of it). */
-static int find_slots(JoinState *state, PyTypeObject *type) {
-    state->type = type;
-    for (int which = 0; which < N_FIELDS; which++) {
-        state->offsets[which] = 0;
-        PyObject *descriptor = PyObject_GetAttr((PyObject *)type, field_names[which]);
-        if (descriptor == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
-            PyErr_Clear();
-            continue;
-        }
-        if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descriptor)->d_common.d_type == type
-            && ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX)
-            state->offsets[which] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-        Py_DECREF(descriptor);
-    }
-    return 0;
-}
 
 static PyObject *s_pending, *s_watermark, *s_keep_until, *s_front_id, *s_max_entries, *s_horizon_ms, *s_counts,
     *s_joined, *s_missed, *s_expired, *s_evicted, *s_strip, *s_lower, *s_popitem, *s_move_to_end;
@@ -89,7 +59,7 @@ static int int64_attr(PyObject *object, PyObject *name, int64_t *out) {
 
 /* The ``ts`` of a remembered prediction: every one was checked on the way in (FeedbackJoin._wide). */
 static int remembered_ts(JoinState *state, PyObject *prediction, int64_t *out) {
-    PyObject *value = field(state, prediction, F_TS);
+    PyObject *value = slots_get(&state->event, prediction, F_TS);
     if (value == NULL) return -1;
     int status = as_int64(value, out);
     Py_DECREF(value);
@@ -107,7 +77,7 @@ static int set_int64_attr(PyObject *object, PyObject *name, int64_t value) {
 
 /* 0 loaded; 1 some number lies beyond +-2**62 (nothing held); -1 on error (nothing held). */
 static int load(JoinState *state, PyObject *join) {
-    state->counts = state->pending = state->front_id = NULL; /* find_slots has set the type and offsets */
+    state->counts = state->pending = state->front_id = NULL; /* slots_find has set ``event`` */
     state->loaded = 0;
     state->join = join;
     int status = -1;
@@ -245,14 +215,14 @@ static PyObject *normalised(PyObject *text) {
 
 /* detectors.feedback.is_error, in its order of evaluation: 1, 0, or -1 on error. */
 static int is_error(JoinState *state, PyObject *prediction, PyObject *label, PyObject *positive_labels) {
-    PyObject *predicted = field(state, prediction, F_PREDICTION);
+    PyObject *predicted = slots_get(&state->event, prediction, F_PREDICTION);
     if (predicted == NULL) return -1;
     int result = -1;
     PyObject *predicted_norm = NULL, *label_norm = NULL, *score = NULL, *as_float = NULL;
     if (predicted != Py_None) {
         if ((predicted_norm = normalised(predicted)) != NULL && (label_norm = normalised(label)) != NULL)
             result = PyObject_RichCompareBool(predicted_norm, label_norm, Py_NE);
-    } else if ((score = field(state, prediction, F_SCORE)) != NULL) {
+    } else if ((score = slots_get(&state->event, prediction, F_SCORE)) != NULL) {
         if (score == Py_None || (as_float = PyNumber_Float(score)) != NULL) { /* float(score), 0.0 for None */
             double value = as_float == NULL ? 0.0 : PyFloat_AS_DOUBLE(as_float);
             int positive = (label_norm = normalised(label)) == NULL ? -1 : PySet_Contains(positive_labels, label_norm);
@@ -271,7 +241,7 @@ static int is_error(JoinState *state, PyObject *prediction, PyObject *label, PyO
 static int match(JoinState *state, Py_ssize_t position, PyObject *feedback, PyObject *label, PyObject *ts_object,
                  int64_t ts, PyObject *matches, PyObject *matched_type, PyObject *positive_labels) {
     if (ts > state->watermark) state->watermark = ts;
-    PyObject *event_id = field(state, feedback, F_EVENT_ID);
+    PyObject *event_id = slots_get(&state->event, feedback, F_EVENT_ID);
     if (event_id == NULL) return -1;
     int front = is_front(state, event_id);
     if (front < 0) goto fail;
@@ -321,7 +291,7 @@ fail:
 /* One event: 0 done, 1 its ts is out of range (nothing done), -1 on error. */
 static int feed_one(JoinState *state, Py_ssize_t position, PyObject *event, PyObject *matches, PyObject *matched_type,
                     PyObject *positive_labels) {
-    PyObject *ts_object = field(state, event, F_TS);
+    PyObject *ts_object = slots_get(&state->event, event, F_TS);
     if (ts_object == NULL) return -1;
     int64_t ts = 0;
     int range = as_int64(ts_object, &ts);
@@ -329,11 +299,11 @@ static int feed_one(JoinState *state, Py_ssize_t position, PyObject *event, PyOb
         Py_DECREF(ts_object);
         return range < 0 ? -1 : 1;
     }
-    PyObject *label = field(state, event, F_LABEL);
+    PyObject *label = slots_get(&state->event, event, F_LABEL);
     if (label == NULL) goto fail_ts;
     int is_prediction = label == Py_None;
     if (!is_prediction) {
-        PyObject *features = field(state, event, F_FEATURES);
+        PyObject *features = slots_get(&state->event, event, F_FEATURES);
         if (features == NULL) goto fail_label;
         is_prediction = PyObject_IsTrue(features);
         Py_DECREF(features);
@@ -342,7 +312,7 @@ static int feed_one(JoinState *state, Py_ssize_t position, PyObject *event, PyOb
     int status;
     if (is_prediction) {
         if (ts > state->watermark) state->watermark = ts;
-        PyObject *event_id = field(state, event, F_EVENT_ID);
+        PyObject *event_id = slots_get(&state->event, event, F_EVENT_ID);
         if (event_id == NULL) goto fail_label;
         /* remember's common case: a new id, room left, the oldest not yet due to expire */
         int fast = state->watermark <= state->keep_until && PyDict_GET_SIZE(state->pending) < state->max_entries;
@@ -391,7 +361,7 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (sequence == NULL) return NULL;
     JoinState state;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence), position = start < 0 ? 0 : start;
-    int loaded = find_slots(&state, prediction_type) < 0 ? -1 : load(&state, join);
+    int loaded = slots_find(&state.event, prediction_type, field_names, N_FIELDS) < 0 ? -1 : load(&state, join);
     if (loaded != 0) { /* 1: the join holds a number beyond +-2**62: all of it is left to Python */
         Py_DECREF(sequence);
         return loaded < 0 ? NULL : PyLong_FromSsize_t(position);

@@ -18,11 +18,16 @@
  *   _regime.RankCusum._py_ranks.
  * walk(rows, n_features, split_features, split_thresholds, n_trees, height): each row's leaf in each
  *   half-space tree, as a bytearray of int64 (rows x trees); see _halfspace.HalfSpaceForest._py_leaves.
+ * group(events, prediction_type, featureless): a batch's predictions by (model_id, model_version), as
+ *   {key: ([positions], [events])} in first-seen order, feedback left out; the keys of predictions
+ *   without features added to the set ``featureless``; see batch.Batch._py_group.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+
+#include "_slots.h"
 
 /* A contiguous float64 view of ``object``, or -1 with a TypeError naming ``what``. */
 static int float64_buffer(PyObject *object, Py_buffer *view, const char *what) {
@@ -269,7 +274,109 @@ done:
     return out;
 }
 
+enum { G_FEATURES, G_LABEL, G_MODEL_ID, G_MODEL_VERSION, G_FIELDS };
+static PyObject *group_names[G_FIELDS];
+
+PyDoc_STRVAR(group_doc,
+"group(events, prediction_type, featureless) -> dict\n\n"
+"The predictions among ``events`` by (model_id, model_version): {key: ([positions], [events])}, keys in\n"
+"first-seen order, feedback (a label and no features) left out; adds the keys of predictions without\n"
+"features to ``featureless`` (a set). As batch.Batch._py_group.");
+
+/* Appends ``position`` and ``event`` to ``group`` (a ([positions], [events]) tuple): 0, or -1. */
+static int add_to_group(PyObject *group, Py_ssize_t position, PyObject *event) {
+    PyObject *index = PyLong_FromSsize_t(position);
+    if (index == NULL) return -1;
+    int status = PyList_Append(PyTuple_GET_ITEM(group, 0), index) < 0 || PyList_Append(PyTuple_GET_ITEM(group, 1), event) < 0
+                     ? -1 : 0;
+    Py_DECREF(index);
+    return status;
+}
+
+static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyType_Check(args[1]) || !PySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "group(events, prediction_type: type, featureless: set)");
+        return NULL;
+    }
+    SlotReader fields;
+    PyTypeObject *prediction_type = (PyTypeObject *)args[1];
+    if (slots_find(&fields, prediction_type, group_names, G_FIELDS) < 0) return NULL;
+    PyObject *sequence = PySequence_Fast(args[0], "events must be a sequence");
+    if (sequence == NULL) return NULL;
+    PyObject *groups = PyDict_New();
+    /* the last event's model strings and group: consecutive predictions of a version share the objects */
+    PyObject *last_id = NULL, *last_version = NULL, *last_group = NULL, *model_id = NULL, *model_version = NULL;
+    if (groups == NULL) goto fail;
+    for (Py_ssize_t position = 0; position < PySequence_Fast_GET_SIZE(sequence); position++) {
+        PyObject *event = PySequence_Fast_GET_ITEM(sequence, position);
+        if (!PyObject_TypeCheck(event, prediction_type)) continue;
+        PyObject *features = slots_get(&fields, event, G_FEATURES);
+        if (features == NULL) goto fail;
+        int has_features = PyObject_IsTrue(features);
+        Py_DECREF(features);
+        if (has_features < 0) goto fail;
+        if (!has_features) {
+            PyObject *label = slots_get(&fields, event, G_LABEL);
+            if (label == NULL) goto fail;
+            int feedback = label != Py_None;
+            Py_DECREF(label);
+            if (feedback) continue; /* a label for an earlier prediction */
+        }
+        if ((model_id = slots_get(&fields, event, G_MODEL_ID)) == NULL
+            || (model_version = slots_get(&fields, event, G_MODEL_VERSION)) == NULL)
+            goto fail;
+        if (has_features && model_id == last_id && model_version == last_version) {
+            Py_CLEAR(model_id);
+            Py_CLEAR(model_version);
+            if (add_to_group(last_group, position, event) < 0) goto fail;
+            continue;
+        }
+        PyObject *key = PyTuple_Pack(2, model_id, model_version);
+        if (key == NULL) goto fail;
+        if (!has_features && PySet_Add(args[2], key) < 0) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        PyObject *found = PyDict_GetItemWithError(groups, key); /* borrowed */
+        if (found == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            PyObject *positions = PyList_New(0), *members = PyList_New(0);
+            found = positions == NULL || members == NULL ? NULL : PyTuple_Pack(2, positions, members);
+            Py_XDECREF(positions);
+            Py_XDECREF(members);
+            if (found == NULL || PyDict_SetItem(groups, key, found) < 0) {
+                Py_XDECREF(found);
+                Py_DECREF(key);
+                goto fail;
+            }
+            Py_DECREF(found); /* the dict holds it */
+        }
+        Py_DECREF(key);
+        if (add_to_group(found, position, event) < 0) goto fail;
+        Py_XSETREF(last_id, model_id);
+        Py_XSETREF(last_version, model_version);
+        model_id = model_version = NULL;
+        last_group = found;
+    }
+    Py_XDECREF(last_id);
+    Py_XDECREF(last_version);
+    Py_DECREF(sequence);
+    return groups;
+fail:
+    Py_XDECREF(model_id);
+    Py_XDECREF(model_version);
+    Py_XDECREF(last_id);
+    Py_XDECREF(last_version);
+    Py_XDECREF(groups);
+    Py_DECREF(sequence);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"group", (PyCFunction)(void (*)(void))group, METH_FASTCALL, group_doc},
     {"cusum_run", (PyCFunction)(void (*)(void))cusum_run, METH_FASTCALL, cusum_run_doc},
     {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL, gather_doc},
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
@@ -283,4 +390,9 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) {
+    const char *names[G_FIELDS] = {"features", "label", "model_id", "model_version"};
+    for (int which = 0; which < G_FIELDS; which++)
+        if ((group_names[which] = PyUnicode_InternFromString(names[which])) == NULL) return NULL;
+    return PyModule_Create(&module);
+}

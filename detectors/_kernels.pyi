@@ -1,6 +1,6 @@
 """Types of the compiled kernels (detectors/_kernels.c)."""
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -16,3 +16,6 @@ def walk(
 def ranks(
     values: npt.NDArray[np.float64], distinct: npt.NDArray[np.float64], below: npt.NDArray[np.int32], n: int, /
 ) -> bytearray: ...
+def group(
+    events: Sequence[object], prediction_type: type, featureless: set[tuple[str, str]], /
+) -> dict[tuple[str, str], tuple[list[int], list[Any]]]: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from detectors._columns import FloatTable
+from detectors._compiled import kernels
 from detectors._columns import table as feature_table
 from detectors.events import Event, PredictionEvent
 from detectors.feedback import FeedbackJoin, Matched
@@ -92,6 +93,12 @@ class Batch:
         return table
 
     def _group(self) -> dict[VersionKey, VersionRun]:
+        """The predictions by version (``_py_group``, compiled: ``detectors/_kernels.c``'s ``group``)."""
+        if kernels is None:
+            return self._py_group()
+        return kernels.group(self.events, PredictionEvent, self._featureless)
+
+    def _py_group(self) -> dict[VersionKey, VersionRun]:
         groups: dict[VersionKey, VersionRun] = {}
         featureless = self._featureless
         for position, event in enumerate(self.events):

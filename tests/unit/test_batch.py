@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.batch import Batch
 from detectors.events import AccessEvent, PredictionEvent
@@ -55,3 +57,31 @@ def test_a_feature_table_is_made_once_per_version_and_names_and_is_read_only() -
     assert batch.feature_table(("m", "v1"), ("b",)).tolist() == [[1.0], [6.0]]
     with pytest.raises(KeyError):
         batch.feature_table(("m", "v1"), ("a", "c"))
+
+
+class _Relabelled(PredictionEvent):
+    """A subclass: its fields are looked up, not read from the base's slots."""
+
+    __slots__ = ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["m1", "m2", "m3"]), st.sampled_from(["v1", "v2"]),
+                          st.sampled_from(["prediction", "featureless", "feedback", "labelled", "access", "sub"])),
+                max_size=40))
+def test_the_compiled_grouping_is_the_python_one(shapes: list[tuple[str, str, str]]) -> None:
+    events: list[object] = []
+    for index, (model, version, kind) in enumerate(shapes):
+        features = {} if kind in ("featureless", "feedback") else {"x": 1.0}
+        label = "yes" if kind in ("feedback", "labelled") else None
+        if kind == "access":
+            events.append(AccessEvent(f"a{index}", index, "p", "download", "model", model))
+        else:
+            cls = _Relabelled if kind == "sub" else PredictionEvent
+            # a fresh copy of the strings half the time: consecutive events need not share them
+            events.append(cls(f"e{index}", index, model if index % 2 else "".join(model), version, features=features,
+                              label=label))
+    compiled, python = Batch(events), Batch(events)  # type: ignore[arg-type]
+    assert compiled._group() == python._py_group()
+    assert list(compiled._group()) == list(python._py_group())
+    assert compiled._featureless == python._featureless
