@@ -2,15 +2,17 @@
  * which stays the reference (tests/unit/test_extraction_kernel.py checks both leave the same findings
  * and the same state, on random streams and on hostile ones).
  *
- * learn_run(detector, model_key, positions, events, start, population, last, found, last_touch, settings)
+ * learn_run(detector, model_key, positions, events, start, population, last, found, last_touch, prediction_type,
+ *           settings)
  *     -> (stop, population, last)
  *   Learns events[start:] of one model version as _py_learn_run does: each scored prediction
  *   into its principal's window and sweep and into the version's population share, asking the
  *   detector's own methods for what is rare (a new principal or population, a signal, a
  *   finding). ``population`` and ``last`` are the loop's running values (None and -1 at first).
- *   Stops early, before doing anything for it, at an event it leaves to Python: a score, time or
- *   feature map of a type other than float/int, int and dict, or a value beyond what 64 bits
- *   hold. The caller resumes _py_learn_run at ``stop`` with the returned running values.
+ *   Stops early at an event it leaves to Python: a score other than a float or int, a feature map
+ *   other than a dict of floats and ints, or a value beyond what 64 bits hold (only the version's
+ *   population is looked up for it). The caller resumes _py_learn_run at ``stop`` with the
+ *   returned running values.
  *   ``settings``: (band, max_features, min_predictions, min_population, min_fraction, crowd,
  *   sweep_length, max_interleaved), the detector's, as numbers.
  *
@@ -50,11 +52,20 @@ static int exact_int64(PyObject *value, int64_t *out) {
     return DONE;
 }
 
+/* An int attribute of the detector's own state as int64 (DONE/DECLINE/FAILED); any integer type (a
+ * numpy score learned by the Python loop makes a near count a numpy int) is taken by its __index__. */
 static int int_attr(PyObject *object, PyObject *name, int64_t *out) {
     PyObject *value = PyObject_GetAttr(object, name);
     if (value == NULL) return FAILED;
-    int status = exact_int64(value, out);
+    PyObject *integer = PyLong_CheckExact(value) ? Py_NewRef(value) : PyNumber_Index(value);
     Py_DECREF(value);
+    if (integer == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return FAILED;
+        PyErr_Clear();
+        return DECLINE;
+    }
+    int status = exact_int64(integer, out);
+    Py_DECREF(integer);
     return status;
 }
 
@@ -92,7 +103,7 @@ static int continue_sweep(PyObject *sweep, int64_t length, PyObject *current, do
     PyObject *anchor = PyObject_GetAttr(sweep, s_anchor);
     if (anchor == NULL) return -1;
     int result = 0;
-    PyObject *feature = NULL, *changed = NULL; /* changed: the one changed feature (borrowed), or NULL */
+    PyObject *feature = NULL, *changed = NULL; /* changed: the first changed feature, or NULL */
     Py_ssize_t n_changed = 0;
     if (anchor == Py_None) goto done;
     if (!PyDict_CheckExact(anchor)) { /* anchor.keys() != current.keys(), the generic way */
@@ -117,21 +128,28 @@ static int continue_sweep(PyObject *sweep, int64_t length, PyObject *current, do
             }
         }
     }
-    Py_ssize_t cursor = 0;
+    Py_ssize_t cursor = 0, size = PyDict_GET_SIZE(current);
     PyObject *name, *value;
     while (PyDict_Next(current, &cursor, &name, &value)) { /* [name for name in current if current[name] != anchor[name]] */
+        Py_INCREF(name); /* held: a value's __ne__ may change the dict */
+        Py_INCREF(value);
         PyObject *anchored = PyObject_GetItem(anchor, name);
-        if (anchored == NULL) {
-            result = -1;
-            goto done;
+        int differs = anchored == NULL ? -1 : not_equal(value, anchored);
+        Py_XDECREF(anchored);
+        Py_DECREF(value);
+        if (differs > 0 && n_changed++ == 0) {
+            changed = name; /* the reference moves to ``changed`` */
+        } else {
+            Py_DECREF(name);
         }
-        int differs = not_equal(value, anchored);
-        Py_DECREF(anchored);
+        if (differs >= 0 && PyDict_GET_SIZE(current) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            differs = -1;
+        }
         if (differs < 0) {
             result = -1;
             goto done;
         }
-        if (differs && n_changed++ == 0) changed = name;
     }
     if (n_changed == 0) {
         result = 1; /* a repeated query neither extends nor breaks a sweep */
@@ -172,6 +190,7 @@ static int continue_sweep(PyObject *sweep, int64_t length, PyObject *current, do
     }
     result = set_int_attr(sweep, s_misses, misses + 1) < 0 ? -1 : (double)(misses + 1) <= max_interleaved;
 done:
+    Py_XDECREF(changed);
     Py_XDECREF(feature);
     Py_DECREF(anchor);
     return result;
@@ -188,33 +207,49 @@ static PyObject *value_before(PyObject *previous, PyObject *feature) {
 /* extraction._extend_sweep: 0, or -1 on error. ``length`` is sweep.length; ``current`` a dict, ``previous``
  * any mapping (the last features of the principal). */
 static int extend_sweep(PyObject *sweep, int64_t length, PyObject *previous, PyObject *current, PyObject *last_ts) {
-    PyObject *name = NULL; /* borrowed from current */
-    Py_ssize_t cursor = 0;
+    PyObject *name = NULL; /* the one feature that moved (a strong reference), or NULL */
+    Py_ssize_t cursor = 0, size = PyDict_GET_SIZE(current);
     PyObject *feature, *value;
     while (PyDict_Next(current, &cursor, &feature, &value)) {
+        Py_INCREF(feature); /* held: a value's __ne__ or a mapping's get may change the dict */
+        Py_INCREF(value);
         PyObject *before = value_before(previous, feature);
-        if (before == NULL && PyErr_Occurred()) return -1;
-        int differs = before == NULL ? 1 : not_equal(value, before);
+        int differs = before == NULL ? (PyErr_Occurred() ? -1 : 1) : not_equal(value, before);
         Py_XDECREF(before);
-        if (differs < 0) return -1;
-        if (differs) {
-            if (name != NULL) return set_int_attr(sweep, s_length, 0); /* a second feature moved */
-            name = feature;
+        Py_DECREF(value);
+        if (differs >= 0 && PyDict_GET_SIZE(current) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            differs = -1;
         }
+        if (differs <= 0 || name != NULL) {
+            Py_DECREF(feature);
+            if (differs < 0) {
+                Py_XDECREF(name);
+                return -1;
+            }
+            if (differs && name != NULL) { /* a second feature moved */
+                Py_DECREF(name);
+                return set_int_attr(sweep, s_length, 0);
+            }
+            continue;
+        }
+        name = feature;
     }
     Py_ssize_t previous_size = PyObject_Size(previous);
-    if (previous_size < 0) return -1;
-    if (previous_size != PyDict_GET_SIZE(current)) return set_int_attr(sweep, s_length, 0); /* not the same features */
-    if (name == NULL) return 0; /* a repeated query neither extends nor breaks a sweep */
-    int known = PySequence_Contains(previous, name);
-    if (known <= 0) return known < 0 ? -1 : set_int_attr(sweep, s_length, 0);
-    PyObject *then = PyObject_GetItem(previous, name), *now = PyDict_GetItemWithError(current, name);
+    int known = previous_size < 0 ? -1 : previous_size != PyDict_GET_SIZE(current) ? 0
+                : name == NULL ? 2 : PySequence_Contains(previous, name);
+    if (known != 1) { /* an error; not the same features; or a repeated query, which neither extends nor breaks */
+        Py_XDECREF(name);
+        return known < 0 ? -1 : known == 2 ? 0 : set_int_attr(sweep, s_length, 0);
+    }
+    PyObject *then = PyObject_GetItem(previous, name), *now = Py_XNewRef(PyDict_GetItemWithError(current, name));
     if (then == NULL || now == NULL) {
         Py_XDECREF(then);
+        Py_XDECREF(now);
         if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, name);
+        Py_DECREF(name);
         return -1;
     }
-    Py_INCREF(now);
     int status = -1, up = PyObject_RichCompareBool(now, then, Py_GT);
     PyObject *direction = NULL, *feature_now = NULL, *direction_now = NULL;
     if (up < 0) goto done;
@@ -244,9 +279,9 @@ done:
     Py_XDECREF(direction);
     Py_DECREF(now);
     Py_DECREF(then);
+    Py_DECREF(name);
     return status;
 }
-
 
 /* Everything the loop carries from event to event. */
 typedef struct {
@@ -264,7 +299,10 @@ static int find_share_update(Loop *loop) {
     }
     PyObject *share = PyTuple_GET_ITEM(loop->population, 0);
     PyObject *compiled = PyObject_GetAttr(share, s_ewmean);
-    if (compiled == NULL) PyErr_Clear();
+    if (compiled == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear(); /* not River's wrapper: its own update */
+    }
     PyObject *update = PyObject_GetAttr(compiled != NULL ? compiled : share, s_update);
     Py_XDECREF(compiled);
     if (update == NULL) return -1;
@@ -468,6 +506,17 @@ done:
     return status;
 }
 
+/* Whether ``features`` is a dict of plain numbers (exact floats and ints), whose comparisons run no
+ * Python code; any other map is left to the Python loop. */
+static int plain_features(PyObject *features) {
+    if (!PyDict_CheckExact(features)) return 0;
+    Py_ssize_t cursor = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(features, &cursor, &name, &value))
+        if (!PyFloat_CheckExact(value) && !PyLong_CheckExact(value)) return 0;
+    return 1;
+}
+
 /* One event: DONE, DECLINE (left to Python, nothing of it done but the population's lookup), FAILED. */
 static int learn_one(Run *run, Loop *loop, Py_ssize_t position, PyObject *event) {
     PyObject *score = slots_get(&run->event, event, F_SCORE), *principal = NULL, *ts = NULL, *features = NULL;
@@ -491,13 +540,7 @@ static int learn_one(Run *run, Loop *loop, Py_ssize_t position, PyObject *event)
         status = DECLINE;
         goto done;
     }
-    if ((principal = slots_get(&run->event, event, F_PRINCIPAL)) == NULL || (ts = slots_get(&run->event, event, F_TS)) == NULL
-        || (features = slots_get(&run->event, event, F_FEATURES)) == NULL)
-        goto done;
-    if (principal != Py_None && !PyDict_CheckExact(features)) {
-        status = DECLINE;
-        goto done;
-    }
+    /* in the Python loop's order: the population, then the principal, then its time and features */
     int near = fabs(value - 0.5) < run->band;
     if (loop->population == Py_None && take_population(loop) < 0) goto done;
     int64_t population_n = 0;
@@ -506,9 +549,16 @@ static int learn_one(Run *run, Loop *loop, Py_ssize_t position, PyObject *event)
         status = counted;
         goto done;
     }
-    loop->last = position;
+    loop->last = position; /* also when declined below: Python sets it again */
+    if ((principal = slots_get(&run->event, event, F_PRINCIPAL)) == NULL) goto done;
     if (principal == Py_None) {
         status = learn_share(loop, near, population_n) < 0 ? FAILED : DONE;
+        goto done;
+    }
+    if ((ts = slots_get(&run->event, event, F_TS)) == NULL || (features = slots_get(&run->event, event, F_FEATURES)) == NULL)
+        goto done;
+    if (!plain_features(features)) {
+        status = DECLINE;
         goto done;
     }
     status = learn_principal(run, loop, position, event, principal, ts, features, near, population_n) < 0 ? FAILED : DONE;
@@ -557,12 +607,14 @@ static PyObject *learn_run(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     if (loop.population != Py_None && find_share_update(&loop) < 0) goto fail;
     PyObject *positions = args[2], *events = args[3];
-    Py_ssize_t index = start < 0 ? 0 : start, n = PyList_GET_SIZE(events);
-    for (; index < n; index++) {
-        PyObject *event = PyList_GET_ITEM(events, index);
+    Py_ssize_t index = start < 0 ? 0 : start;
+    /* the sizes read anew and the event held at each step: the detector's methods are Python code */
+    for (; index < PyList_GET_SIZE(events) && index < PyList_GET_SIZE(positions); index++) {
         Py_ssize_t position = PyLong_AsSsize_t(PyList_GET_ITEM(positions, index));
         if (position == -1 && PyErr_Occurred()) goto fail;
+        PyObject *event = Py_NewRef(PyList_GET_ITEM(events, index));
         int status = learn_one(&run, &loop, position, event);
+        Py_DECREF(event);
         if (status == FAILED) goto fail;
         if (status == DECLINE) break;
     }

@@ -6,7 +6,7 @@
  *   Feeds events[start:] to ``join`` as FeedbackJoin._py_feed does (``remember`` for a prediction,
  *   ``match`` for a label, expiry and eviction included), appending a ``matched_type`` (a tuple
  *   subclass: Matched) for each label matched. Returns len(events) when done, or the position of
- *   the first event whose ``ts`` lies beyond +-2**62 (nothing of it done; ``start`` when a number
+ *   the first event whose ``ts`` is not an int within +-2**62 (nothing of it done; ``start`` when a number
  *   the join holds does): the caller feeds the rest in Python and keeps the join there
  *   (FeedbackJoin._wide). Within that range no sum or difference here can overflow 64 bits, and
  *   every ``ts`` the join remembers was checked on the way in.
@@ -37,9 +37,10 @@ typedef struct {
 static PyObject *s_pending, *s_watermark, *s_keep_until, *s_front_id, *s_max_entries, *s_horizon_ms, *s_counts,
     *s_joined, *s_missed, *s_expired, *s_evicted, *s_strip, *s_lower, *s_popitem, *s_move_to_end;
 
-/* ``value`` (an int) as int64 into *out: 0; 1 (no exception) when it lies beyond +-2**62; -1 with an
- * exception when it is not an int. */
+/* ``value`` as int64 into *out: 0; 1 (no exception: left to Python) when it is not an exact int or lies
+ * beyond +-2**62; -1 on an error. */
 static int as_int64(PyObject *value, int64_t *out) {
+    if (!PyLong_CheckExact(value)) return 1;
     int overflow = 0;
     long long converted = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (converted == -1 && PyErr_Occurred()) return -1;
@@ -63,7 +64,7 @@ static int remembered_ts(JoinState *state, PyObject *prediction, int64_t *out) {
     if (value == NULL) return -1;
     int status = as_int64(value, out);
     Py_DECREF(value);
-    if (status > 0) PyErr_SetString(PyExc_OverflowError, "a remembered prediction's ts lies beyond +-2**62");
+    if (status > 0) PyErr_SetString(PyExc_OverflowError, "a remembered prediction's ts is not an int within +-2**62");
     return status ? -1 : 0;
 }
 
@@ -75,7 +76,7 @@ static int set_int64_attr(PyObject *object, PyObject *name, int64_t value) {
     return status;
 }
 
-/* 0 loaded; 1 some number lies beyond +-2**62 (nothing held); -1 on error (nothing held). */
+/* 0 loaded; 1 some number is not an int within +-2**62 (nothing held); -1 on error (nothing held). */
 static int load(JoinState *state, PyObject *join) {
     state->counts = state->pending = state->front_id = NULL; /* slots_find has set ``event`` */
     state->loaded = 0;
@@ -343,7 +344,7 @@ fail_ts:
 PyDoc_STRVAR(feed_doc,
 "feed(join, events, start, matches, prediction_type, matched_type, positive_labels) -> int\n\n"
 "FeedbackJoin._py_feed over events[start:], appending to ``matches``; the position of the first event\n"
-"whose ts lies beyond +-2**62 (left undone), else len(events). See the file's header.");
+"whose ts is not an int within +-2**62 (left undone), else len(events). See the file's header.");
 
 static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 7 || !PyList_Check(args[3]) || !PyType_Check(args[4]) || !PyType_Check(args[5])
@@ -360,16 +361,18 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *sequence = PySequence_Fast(args[1], "events must be a sequence");
     if (sequence == NULL) return NULL;
     JoinState state;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence), position = start < 0 ? 0 : start;
+    Py_ssize_t position = start < 0 ? 0 : start;
     int loaded = slots_find(&state.event, prediction_type, field_names, N_FIELDS) < 0 ? -1 : load(&state, join);
-    if (loaded != 0) { /* 1: the join holds a number beyond +-2**62: all of it is left to Python */
+    if (loaded != 0) { /* 1: the join holds a number the loop does not take: all of it is left to Python */
         Py_DECREF(sequence);
         return loaded < 0 ? NULL : PyLong_FromSsize_t(position);
     }
-    for (; position < n; position++) {
-        PyObject *event = PySequence_Fast_GET_ITEM(sequence, position);
-        if (!PyObject_TypeCheck(event, prediction_type)) continue;
-        int status = feed_one(&state, position, event, matches, matched_type, positive_labels);
+    /* the size read anew and the event held at each step: Python code (a __hash__, an __eq__) may change the list */
+    for (; position < PySequence_Fast_GET_SIZE(sequence); position++) {
+        PyObject *event = Py_NewRef(PySequence_Fast_GET_ITEM(sequence, position));
+        int status = PyObject_TypeCheck(event, prediction_type) ? 1 : PyObject_IsInstance(event, (PyObject *)prediction_type);
+        if (status > 0) status = feed_one(&state, position, event, matches, matched_type, positive_labels);
+        Py_DECREF(event);
         if (status < 0) goto fail;
         if (status > 0) break;
     }

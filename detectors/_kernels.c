@@ -305,11 +305,17 @@ static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     if (sequence == NULL) return NULL;
     PyObject *groups = PyDict_New();
     /* the last event's model strings and group: consecutive predictions of a version share the objects */
-    PyObject *last_id = NULL, *last_version = NULL, *last_group = NULL, *model_id = NULL, *model_version = NULL;
+    PyObject *last_id = NULL, *last_version = NULL, *last_group = NULL, *model_id = NULL, *model_version = NULL,
+             *event = NULL;
     if (groups == NULL) goto fail;
     for (Py_ssize_t position = 0; position < PySequence_Fast_GET_SIZE(sequence); position++) {
-        PyObject *event = PySequence_Fast_GET_ITEM(sequence, position);
-        if (!PyObject_TypeCheck(event, prediction_type)) continue;
+        /* held for the step: Python code (a features mapping's __bool__) may change the list */
+        Py_XSETREF(event, Py_NewRef(PySequence_Fast_GET_ITEM(sequence, position)));
+        int prediction = PyObject_TypeCheck(event, prediction_type) ? 1 : PyObject_IsInstance(event, args[1]);
+        if (prediction <= 0) {
+            if (prediction < 0) goto fail;
+            continue;
+        }
         PyObject *features = slots_get(&fields, event, G_FEATURES);
         if (features == NULL) goto fail;
         int has_features = PyObject_IsTrue(features);
@@ -361,11 +367,13 @@ static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         model_id = model_version = NULL;
         last_group = found;
     }
+    Py_XDECREF(event);
     Py_XDECREF(last_id);
     Py_XDECREF(last_version);
     Py_DECREF(sequence);
     return groups;
 fail:
+    Py_XDECREF(event);
     Py_XDECREF(model_id);
     Py_XDECREF(model_version);
     Py_XDECREF(last_id);

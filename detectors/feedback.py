@@ -105,8 +105,9 @@ class FeedbackJoin:
     # comparison rather than a look at the front of ``_pending`` per prediction.
     _front_id: str | None = None
     _keep_until: int = -1
-    # Whether the join remembers a time beyond +-2**62 ms (``SAFE_TS``): the compiled ``feed``, whose
-    # arithmetic is 64-bit, then leaves it to Python for good. No time of a plausible year gets there.
+    # Whether the join has met a time that is not an int within +-2**62 ms (``SAFE_TS``): the compiled
+    # ``feed``, whose arithmetic is 64-bit, then leaves it to Python for good. Event times from the
+    # topics are ints, and no plausible year gets near the bound.
     _wide: bool = False
 
     @property
@@ -126,8 +127,8 @@ class FeedbackJoin:
         """Remember the predictions and match the labels among ``events``, in order: the matches.
 
         What ``observe`` on each ``PredictionEvent`` would do; other events are passed over.
-        Compiled (``detectors/_join.c``) unless the join has met a time beyond +-2**62 ms, which
-        the compiled loop leaves to ``_py_feed``, the reference it is tested against.
+        Compiled (``detectors/_join.c``) unless the join has met a time that is not an int within
+        +-2**62 ms, which the compiled loop leaves to ``_py_feed``, the reference it is tested against.
         """
         matches: list[Matched] = []
         done = 0
@@ -169,8 +170,8 @@ class FeedbackJoin:
     def remember(self, prediction: PredictionEvent) -> None:
         """Keep ``prediction`` until its label arrives; forget what is too old or too many."""
         pending, event_id = self._pending, prediction.event_id
-        if not -SAFE_TS < prediction.ts < SAFE_TS:
-            self._wide = True
+        if type(prediction.ts) is not int or not -SAFE_TS < prediction.ts < SAFE_TS:
+            self._wide = True  # a time the compiled feed would not take: the join stays in Python
         if prediction.ts > self._watermark:
             self._watermark = prediction.ts
         if event_id == self._front_id:  # the oldest is remembered anew, at the back

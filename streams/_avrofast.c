@@ -508,11 +508,13 @@ static PyObject *read_messages(PyObject *module, PyObject *const *args, Py_ssize
     static PyObject *value_name = NULL;
     if (value_name == NULL && (value_name = PyUnicode_InternFromString("value")) == NULL) return NULL;
     PyObject *records = args[1];
-    Py_ssize_t n = PyList_GET_SIZE(records);
     PyObject *events = PyList_New(0), *declined = PyList_New(0);
     if (events == NULL || declined == NULL) goto fail;
-    for (Py_ssize_t index = 0; index < n; index++) {
-        PyObject *value = PyObject_GetAttr(PyList_GET_ITEM(records, index), value_name);
+    /* the size read anew at each step and the record held: its ``value`` may be Python code */
+    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(records); index++) {
+        PyObject *record = Py_NewRef(PyList_GET_ITEM(records, index));
+        PyObject *value = PyObject_GetAttr(record, value_name);
+        Py_DECREF(record);
         if (value == NULL) goto fail;
         PyObject *call[2] = {args[0], value};
         PyObject *event = read_message(module, call, 2);

@@ -85,3 +85,17 @@ def test_the_compiled_grouping_is_the_python_one(shapes: list[tuple[str, str, st
     assert compiled._group() == python._py_group()
     assert list(compiled._group()) == list(python._py_group())
     assert compiled._featureless == python._featureless
+
+
+def test_python_code_that_empties_the_batch_midway_is_survived() -> None:
+    """A features mapping whose truth test empties the event list: each event is held while read."""
+    events: list[object] = []
+
+    class _Features(dict):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            events.clear()
+            return 1
+
+    events[:] = [PredictionEvent(f"e{index}", index, "m", "v", features=_Features(x=1.0)) for index in range(20)]
+    groups = Batch(events)._group()  # type: ignore[arg-type]
+    assert {key: positions for key, (positions, _) in groups.items()} == {("m", "v"): [0]}

@@ -154,3 +154,54 @@ def test_a_flag_ends_exactly_at_a_query() -> None:
     found, (_, models) = steps[-1]
     assert [position for position, _ in found] == [3, 6]
     assert models[0][2] == 5  # not the two steps while flagged; the last query again
+
+
+def test_numpy_scores_learned_in_python_leave_state_the_compiled_loop_reads() -> None:
+    """A numpy score is left to Python, whose near count then becomes a numpy int; the compiled loop
+    reads such counts by their __index__ rather than refusing them."""
+    import numpy as np
+
+    events = prediction_traffic(seed=6, n=300)
+    events[10] = replace(events[10], score=np.float64(0.5))  # type: ignore[arg-type]
+    steps = _both([events[:100], events[100:]])
+    assert all(isinstance(step, tuple) for step in steps)
+
+
+class _Restless:
+    """A feature value whose comparison changes the map it sits in (keys change, size stays)."""
+
+    def __init__(self, owner: dict[str, Any]) -> None:
+        self.owner = owner
+
+    def __ne__(self, other: object) -> bool:
+        self.owner.pop("k1", None)
+        self.owner["k3"] = 0.0
+        return True
+
+
+def test_a_feature_map_changed_by_a_comparison_fails_as_in_python() -> None:
+    def batches() -> list[list[PredictionEvent]]:  # afresh for each run: the comparison changes the map
+        first = PredictionEvent("e0", T0, "m", "v1", principal="p", features={"k1": 1.0, "k2": 2.0}, score=0.1)
+        features: dict[str, Any] = {"k1": 1.0}
+        features["k2"] = _Restless(features)
+        return [[first], [PredictionEvent("e1", T0 + 1, "m", "v1", principal="p", features=features, score=0.1)]]
+
+    compiled = _run(batches(), True)
+    assert compiled == _run(batches(), False)
+    assert compiled[-1] is RuntimeError  # "dictionary keys changed during iteration"
+
+
+class _PrincipalFirst(PredictionEvent):
+    """Features that cannot be read: the loops must not read them for an event without a principal."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "features":
+            raise AttributeError("features")
+        return super().__getattribute__(name)
+
+
+def test_fields_are_read_in_the_python_loops_order() -> None:
+    steps = _both([[_PrincipalFirst("e0", T0, "m", "v1", principal=None, score=0.1)]])
+    assert steps[-1][1][1] == [(("m", "v1"), 0.0, 1)]

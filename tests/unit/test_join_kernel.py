@@ -127,3 +127,50 @@ def test_bad_fields_raise_as_python_does_and_leave_the_same_state(bad: Predictio
         python._py_feed([good, bad])
     assert type(raised_compiled.value) is type(raised_python.value)
     assert _state(compiled) == _state(python)
+
+
+def test_float_times_and_settings_are_left_to_python() -> None:
+    prediction = PredictionEvent("a", 1, "m", "v1", features={"x": 1.0}, score=0.9)
+    late = PredictionEvent("a", 2.5, "m", "v1", label="1")  # type: ignore[arg-type]
+    _fed_both([[prediction, late]], 1_000, 10)
+    compiled, python = FeedbackJoin(3.6e6, 10), FeedbackJoin(3.6e6, 10)  # type: ignore[arg-type]
+    assert compiled.feed([prediction, late]) == python._py_feed([prediction, late])
+
+
+class _Proxy:
+    """Passes isinstance(proxy, PredictionEvent) through ``__class__``, as a mock or a lazy proxy does."""
+
+    def __init__(self, event: PredictionEvent) -> None:
+        object.__setattr__(self, "_event", event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # type: ignore[override]
+        return PredictionEvent
+
+
+def test_what_passes_isinstance_is_fed_as_python_feeds_it() -> None:
+    events: list[object] = [_Proxy(PredictionEvent("a", 1, "m", "v1", features={"x": 1.0}, score=0.9)),
+                            PredictionEvent("a", 2, "m", "v1", label="1")]
+    assert len(FeedbackJoin().feed(events)) == len(FeedbackJoin()._py_feed(events)) == 1
+
+
+def test_python_code_that_empties_the_batch_midway_is_survived() -> None:
+    """An event_id whose hash empties the list being fed: the loop reads the list's size anew each step."""
+    events: list[object] = []
+
+    class _Id(str):
+        def __hash__(self) -> int:
+            events.clear()
+            return str.__hash__(self)
+
+    made = [PredictionEvent(_Id("e0") if index == 0 else f"e{index}", index, "m", "v1", features={"x": 1.0})
+            for index in range(50)]
+    events[:] = made
+    compiled = FeedbackJoin()
+    assert compiled.feed(events) == [] and compiled.n_pending == 1
+    events[:] = made
+    python = FeedbackJoin()
+    assert python._py_feed(events) == [] and python.n_pending == 1
