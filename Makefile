@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-unit test-integration eval bench clean lock
 
-$(STAMP): pyproject.toml setup.py streams/_avrofast.c detectors/_kernels.c detectors/_join.c detectors/_extraction.c detectors/_slots.h requirements.lock requirements-build.lock
+$(STAMP): pyproject.toml setup.py streams/_avrofast.c detectors/_kernels.c detectors/_join.c detectors/_extraction.c detectors/_input_anomaly.c detectors/_slots.h requirements.lock requirements-build.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-build.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock

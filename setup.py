@@ -31,5 +31,12 @@ setup(
             depends=["detectors/_slots.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
+        # The input-anomaly detector's loops; Python twins InputAnomalyDetector._py_judge_rows, _py_aggregate.
+        Extension(
+            "detectors._input_anomaly",
+            sources=["detectors/_input_anomaly.c"],
+            depends=["detectors/_slots.h"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ],
 )

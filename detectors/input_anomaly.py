@@ -40,6 +40,7 @@ import numpy.typing as npt
 from river import stats
 
 from detectors._columns import table as feature_table
+from detectors._compiled import judge_kernel
 from detectors._halfspace import HalfSpaceForest, Leaves, Rows
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import iso_utc
@@ -310,14 +311,36 @@ class InputAnomalyDetector:
         seen, flagged, learned, room = state.seen, 0, 0, forest.room
         to_learn: list[int] = []
         verdicts: list[Verdict] = []
-        for row, position in enumerate(positions):
+        judge_rows = self._py_judge_rows if judge_kernel is None or learn_every <= 0 else judge_kernel.judge
+        row = 0
+        while row < len(positions):
+            row, seen, flagged, learned = judge_rows(scores, positions, events, row, seen, flagged, learned, calibration,
+                                                     calibrated_from, learn_every, room, threshold_now, learn_score,
+                                                     verdicts, to_learn)
+            if len(to_learn) == room:  # the trees' window is full: learn it, then score the rest anew
+                forest.learn(leaves[to_learn])
+                to_learn, room = [], forest.room
+                scores[row:] = forest.scores(leaves[row:]).tolist()
+        forest.learn(leaves[to_learn])
+        state.seen, state.learned = seen, state.learned + learned
+        state.judged, state.flagged = state.judged + len(verdicts), state.flagged + flagged
+        return verdicts
+
+    @staticmethod
+    def _py_judge_rows(scores: list[float], positions: list[int], events: list[PredictionEvent], row: int, seen: int,
+                       flagged: int, learned: int, calibration: int, calibrated_from: int, learn_every: int, room: int,
+                       threshold_now: Callable[[], float | None], learn_score: Callable[[float], None],
+                       verdicts: list[Verdict], to_learn: list[int]) -> tuple[int, int, int, int]:
+        """``_judge``'s rows from ``row`` on, until one fills the trees' window (``room`` rows to learn):
+        (the next row, seen, flagged, learned). The reference of ``judge`` in ``detectors/_input_anomaly.c``."""
+        for row in range(row, len(positions)):
             seen += 1
             score = scores[row]
             if seen > calibration:
                 threshold = threshold_now() or 0.0
                 anomalous = score > threshold
                 learn_score(threshold if threshold < score else score)  # capped: odd inputs cannot raise the bar
-                verdicts.append((position, anomalous, events[row]))
+                verdicts.append((positions[row], anomalous, events[row]))
                 if anomalous:
                     flagged += 1
                     continue  # anomalous traffic is not learned as normal
@@ -328,13 +351,8 @@ class InputAnomalyDetector:
             to_learn.append(row)
             learned += 1
             if len(to_learn) == room:
-                forest.learn(leaves[to_learn])
-                to_learn, room = [], forest.room
-                scores[row + 1:] = forest.scores(leaves[row + 1:]).tolist()
-        forest.learn(leaves[to_learn])
-        state.seen, state.learned = seen, state.learned + learned
-        state.judged, state.flagged = state.judged + len(verdicts), state.flagged + flagged
-        return verdicts
+                return row + 1, seen, flagged, learned
+        return len(positions), seen, flagged, learned
 
     def _warm_up(self, state: _ModelState, features: Mapping[str, float]) -> None:
         state.warmup.append(dict(features))
@@ -348,12 +366,27 @@ class InputAnomalyDetector:
         state.quantile = stats.Quantile(self.q)
 
     def _aggregate(self, verdicts: list[Verdict]) -> list[Positioned]:
-        """Counts every judged event into the base rate and its principal's window, in event order."""
-        found: list[Positioned] = []
+        """Counts every judged event into the base rate and its principal's window, in event order.
+
+        Compiled (``aggregate`` in ``detectors/_input_anomaly.c``); from a verdict whose time is not
+        a 64-bit int on, ``_py_aggregate``, its reference.
+        """
+        if judge_kernel is None or not isinstance(self.min_anomalies, int):
+            return self._py_aggregate(verdicts)
+        principals, max_principals = self._principals, self.max_principals
+        stop, found = judge_kernel.aggregate(self, verdicts, 0, PredictionEvent, self.window_ms // MINUTE_MS,
+                                             MINUTE_MS, self.min_anomalies,
+                                             lambda name: lru_get(principals, name, max_principals, _PrincipalState))
+        return found if stop == len(verdicts) else self._py_aggregate(verdicts, stop, found)
+
+    def _py_aggregate(self, verdicts: list[Verdict], start: int = 0,
+                      found: list[Positioned] | None = None) -> list[Positioned]:
+        """``_aggregate`` in Python from ``verdicts[start]`` on, appending to ``found``."""
+        found = [] if found is None else found
         window_minutes = self.window_ms // MINUTE_MS
         principals, max_principals, min_anomalies = self._principals, self.max_principals, self.min_anomalies
         judged, flagged = self._judged, self._flagged  # the base rate's counts, in locals until a judgement reads them
-        for position, anomalous, event in verdicts:
+        for position, anomalous, event in verdicts[start:] if start else verdicts:
             judged += 1
             if anomalous:
                 flagged += 1
