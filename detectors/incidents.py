@@ -15,6 +15,8 @@ of the events, so replays give identical ids.
 
 from __future__ import annotations
 
+import math
+
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
@@ -176,10 +178,13 @@ class IncidentBook:
         touched_by_model: dict[str, list[_Tracked]] = {}
         settled: set[str] = set()  # models none of whose deploys is proving itself: their predictions count nowhere
         versions, model_is_open = self.versions, self._model_has_open_incident
-        check_every = self.check_every_ms
+        check_every, watermark = self.check_every_ms, self.watermark
+        # The watermark at which the next sweep is due (its boundary passes the last sweep's); at once
+        # when a finding changed what is open (nothing in this loop changes it).
+        next_sweep = -math.inf if self._changed_since_sweep else (self._last_sweep // check_every + 1) * check_every
         for event in events:
-            if event.ts > self.watermark:
-                self.watermark = event.ts
+            if event.ts > watermark:
+                watermark = event.ts
             if type(event) is not PredictionEvent:
                 versions.observe(event, model_is_open)
                 settled.clear()  # a deploy unsettles its model
@@ -196,11 +201,13 @@ class IncidentBook:
                     touched = self._touched_by(event)
                 for tracked in touched:
                     self._record(tracked, event, output)
-            boundary = self.watermark - self.watermark % check_every
-            if boundary > self._last_sweep or self._changed_since_sweep:
-                self._last_sweep, self._changed_since_sweep = boundary, False
+            if watermark >= next_sweep:
+                boundary = watermark - watermark % check_every
+                self.watermark, self._last_sweep, self._changed_since_sweep = watermark, boundary, False
                 self._sweep(boundary, output)
                 touched_by_model.clear()
+                next_sweep = (boundary // check_every + 1) * check_every
+        self.watermark = watermark
 
     @property
     def open_incidents(self) -> list[Incident]:
