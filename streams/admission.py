@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from detectors.events import AccessEvent, Event
 
 #: (topic, partition): the unit of ordering, ownership and detector state.
 TopicPartitionKey = tuple[str, int]
 OUT_OF_BOUNDS = "event time out of bounds"
+#: Batches of at least this many times are screened with numpy first (``EventTimeGuard._all_accepted``).
+_SCREEN_AT_ONCE = 64
+#: Times, bounds and watermarks (ms) the numpy screen takes: within +-2**62, no sum of two overflows int64.
+_SAFE = 1 << 62
 
 
 @dataclass
@@ -56,6 +62,8 @@ class EventTimeGuard:
         Returns the index and reason of each refused one; the watermark ends where the accepted
         ones left it. One loop with the watermark in a local: the pipeline's path per batch.
         """
+        if len(stamps) >= _SCREEN_AT_ONCE and self._all_accepted(partition, stamps, received_at):
+            return []
         refused: list[tuple[int, str]] = []
         watermark = self.watermarks.get(partition)
         latest, lateness = received_at + self.max_future_ms, self.allowed_lateness_ms
@@ -69,6 +77,33 @@ class EventTimeGuard:
         if watermark is not None:
             self.watermarks[partition] = watermark
         return refused
+
+    def _all_accepted(self, partition: TopicPartitionKey, stamps: Sequence[int], received_at: int) -> bool:
+        """Whether ``screen`` would accept every one of ``stamps`` (the watermark then moved as it would);
+        False, with nothing changed, when one may be refused: ``screen`` then looks one by one.
+
+        If all are accepted, the watermark before each is the running maximum of the accepted
+        ``min(ts, received_at)`` before it, which numpy computes for the whole batch at once.
+        """
+        numbers = (received_at, self.max_future_ms, self.allowed_lateness_ms, self.watermarks.get(partition, 0))
+        if not all(type(number) is int and -_SAFE < number < _SAFE for number in numbers):
+            return False
+        times = np.array(stamps)
+        if times.dtype != np.int64:  # not all 64-bit ints (a float, None, a huge int): one by one
+            return False
+        if len(times) == 0 or times.min() <= -_SAFE or times.max() >= _SAFE:
+            return False
+        watermark = self.watermarks.get(partition)
+        after = np.maximum.accumulate(np.minimum(times, received_at))  # the watermark after each, all accepted
+        if watermark is not None:
+            np.maximum(after, watermark, out=after)
+        before = np.empty_like(after)
+        before[1:] = after[:-1]
+        before[0] = watermark if watermark is not None else times[0] + self.allowed_lateness_ms  # none: no bar
+        if (times > received_at + self.max_future_ms).any() or (times < before - self.allowed_lateness_ms).any():
+            return False
+        self.watermarks[partition] = int(after[-1])
+        return True
 
     def _reason(self, ts: int, received_at: int, watermark: int | None) -> str:
         if ts > received_at + self.max_future_ms:

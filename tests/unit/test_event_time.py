@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.admission import OUT_OF_BOUNDS
+from streams.admission import OUT_OF_BOUNDS, EventTimeGuard
 from streams.pipeline import Pipeline, RawMessage
 from streams.settings import Settings
 
@@ -57,3 +59,26 @@ def test_the_rule_is_per_partition():
     pipeline.process_batch([RawMessage(topic, 0, 0, _access(1, NOW), NOW)])
     result = pipeline.process_batch([RawMessage(topic, 1, 0, _access(2, NOW - 3 * 24 * HOUR), NOW)])
     assert result.events == 1  # partition 1 has no watermark yet
+
+
+@settings(max_examples=400, deadline=None)
+@given(stamps=st.lists(st.one_of(st.integers(-2_000, 2_000).map(lambda step: 1_000_000 + 37 * step),
+                                 st.sampled_from([2.5, 1 << 70, -(1 << 63)])), min_size=1, max_size=150),
+       received_at=st.integers(900_000, 1_100_000), max_future_ms=st.sampled_from([0, 1_000, 100_000]),
+       allowed_lateness_ms=st.sampled_from([0, 500, 50_000]),
+       watermark=st.one_of(st.none(), st.integers(900_000, 1_100_000)))
+def test_the_numpy_screen_accepts_exactly_what_the_loop_accepts(
+        stamps: list[int], received_at: int, max_future_ms: int, allowed_lateness_ms: int, watermark: int | None) -> None:
+    """A batch of 64 or more times is first screened at once (``_all_accepted``); it must leave the
+    same refusals and watermark as looking at each time in turn."""
+    at_once, one_by_one = (EventTimeGuard(max_future_ms, allowed_lateness_ms) for _ in range(2))
+    if watermark is not None:
+        at_once.watermarks[("t", 0)] = one_by_one.watermarks[("t", 0)] = watermark
+    refused = at_once.screen(("t", 0), stamps, received_at)
+    assert one_by_one._all_accepted(("t", 0), stamps, received_at) is False or not refused
+    one_by_one = EventTimeGuard(max_future_ms, allowed_lateness_ms)
+    if watermark is not None:
+        one_by_one.watermarks[("t", 0)] = watermark
+    looked_at = [(index, reason) for index, ts in enumerate(stamps)
+                 if (reason := one_by_one.check(("t", 0), ts, received_at)) is not None]
+    assert refused == looked_at and at_once.watermarks == one_by_one.watermarks
