@@ -9,11 +9,14 @@
  *   rows to learn; returns after the row that fills the trees' window (``room`` rows to learn), or at
  *   the end. ``scores`` are floats; ``learn_every`` > 0.
  * aggregate(detector, verdicts, start, prediction_type, window_minutes, minute_ms, min_anomalies, new_principal)
- *     -> (stop, found)
- *   _py_aggregate over verdicts[start:]: the base rate's counts (detector._judged, _flagged, written
- *   back) and each principal's window in detector._principals (``new_principal(name)`` adds one),
- *   asking detector._judge_principal when a window may alarm. Stops before a verdict whose event's
- *   ``ts`` is not an int within 64 bits (nothing of it done); the caller goes on in Python from there.
+ *     -> (stop, found, judged, flagged)
+ *   _py_aggregate over verdicts[start:]: the base rate's counts and each principal's window in
+ *   detector._principals (``new_principal(name)`` adds one), asking detector._judge_principal when a
+ *   window may alarm. The counts are written to detector._judged and _flagged before each such
+ *   question and at the end, as the Python loop does. Stops before a verdict whose event's ``ts`` is
+ *   not an int within 64 bits, or cannot be read (nothing of it done): the caller goes on in Python
+ *   from there with the returned counts. A principal's bucket holding other numbers (the Python loop
+ *   put them there) takes the general path, ``_PrincipalState.add``.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -61,7 +64,7 @@ static PyObject *judge(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     long long seen = values[1], flagged = values[2], learned = values[3], calibration = values[4],
               calibrated_from = values[5], learn_every = values[6], room = values[7];
     if (learn_every <= 0 || row < 0) {
-        PyErr_SetString(PyExc_ValueError, "judge: learn_every must be positive");
+        PyErr_SetString(PyExc_ValueError, "judge: learn_every must be positive and row not negative");
         return NULL;
     }
     /* the sizes read anew at each step: the quantile's methods could be Python code */
@@ -175,8 +178,8 @@ static int count_in_current_minute(PyObject *principal, PyObject *buckets, int64
     int usable = bucket_int(newest, 0, &newest_minute);
     if (usable > 0) usable = bucket_int(oldest, 0, &oldest_minute);
     if (usable > 0) usable = bucket_int(newest, 1, &count);
-    if (usable <= 0) {
-        if (usable == 0) PyErr_SetString(PyExc_TypeError, "a window bucket is not a list of 64-bit ints");
+    if (usable <= 0) { /* a bucket the Python loop filled with other numbers: the general path compares them */
+        status = usable;
         goto done;
     }
     if (newest_minute != minute || !(oldest_minute > minute - window_minutes) || count == INT64_MAX) {
@@ -220,7 +223,7 @@ static int floor_divide(int64_t ts, int64_t by, int64_t *out) {
 
 PyDoc_STRVAR(aggregate_doc,
 "aggregate(detector, verdicts, start, prediction_type, window_minutes, minute_ms, min_anomalies, new_principal)\n"
-"    -> (stop, found)\n\n"
+"    -> (stop, found, judged, flagged)\n\n"
 "InputAnomalyDetector._py_aggregate over verdicts[start:]; see the file's header.");
 
 static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -233,9 +236,17 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
     SlotReader fields;
     if (slots_find(&fields, (PyTypeObject *)args[3], field_names, N_FIELDS) < 0) return NULL;
     Py_ssize_t start = PyLong_AsSsize_t(args[2]);
-    long long window_minutes = PyLong_AsLongLong(args[4]), minute_ms = PyLong_AsLongLong(args[5]),
-              min_anomalies = PyLong_AsLongLong(args[6]);
-    if (PyErr_Occurred()) return NULL;
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    long long window_minutes = PyLong_AsLongLong(args[4]);
+    if (window_minutes == -1 && PyErr_Occurred()) return NULL;
+    long long minute_ms = PyLong_AsLongLong(args[5]);
+    if (minute_ms == -1 && PyErr_Occurred()) return NULL;
+    long long min_anomalies = PyLong_AsLongLong(args[6]);
+    if (min_anomalies == -1 && PyErr_Occurred()) return NULL;
+    if (window_minutes >= INT64_C(1) << 62 || window_minutes <= -(INT64_C(1) << 62)) {
+        PyErr_SetString(PyExc_OverflowError, "window_minutes beyond +-2**62");
+        return NULL;
+    }
     int64_t judged = 0, flagged = 0;
     PyObject *principals = PyObject_GetAttr(detector, s_principals), *found = PyList_New(0), *verdict = NULL;
     if (principals == NULL || found == NULL || own_int(detector, s_judged, &judged) < 0
@@ -258,7 +269,8 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
         int64_t ts = 0, minute = 0;
         if (name != Py_None) { /* its time first: a verdict left to Python is left whole */
             PyObject *ts_object = slots_get(&fields, event, F_TS);
-            int usable = ts_object == NULL ? -1 : exact_int64(ts_object, &ts);
+            if (ts_object == NULL) PyErr_Clear(); /* Python reads it again, in its own order, and raises */
+            int usable = ts_object == NULL ? 0 : exact_int64(ts_object, &ts);
             Py_XDECREF(ts_object);
             if (usable <= 0) {
                 Py_DECREF(name);
@@ -321,11 +333,13 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_DECREF(finding);
         if (status < 0) goto fail;
     }
-    if (set_int(detector, s_judged, judged) < 0 || set_int(detector, s_flagged, flagged) < 0) goto fail;
+    /* done: the base rate's counts written back; left to Python: handed over, as the Python loop keeps them */
+    if (index == PyList_GET_SIZE(verdicts)
+        && (set_int(detector, s_judged, judged) < 0 || set_int(detector, s_flagged, flagged) < 0))
+        goto fail;
     Py_XDECREF(verdict);
     Py_DECREF(principals);
-    PyObject *out = Py_BuildValue("(nN)", index, found);
-    return out;
+    return Py_BuildValue("(nNLL)", index, found, (long long)judged, (long long)flagged);
 fail: /* the base rate's counts stay as last written, as the Python loop leaves them */
     Py_XDECREF(verdict);
     Py_XDECREF(principals);

@@ -311,7 +311,8 @@ class InputAnomalyDetector:
         seen, flagged, learned, room = state.seen, 0, 0, forest.room
         to_learn: list[int] = []
         verdicts: list[Verdict] = []
-        judge_rows = self._py_judge_rows if judge_kernel is None or learn_every <= 0 else judge_kernel.judge
+        compiled = judge_kernel is not None and learn_every > 0 and _int64(calibration, learn_every, room, state.seen)
+        judge_rows = judge_kernel.judge if compiled else self._py_judge_rows
         row = 0
         while row < len(positions):
             row, seen, flagged, learned = judge_rows(scores, positions, events, row, seen, flagged, learned, calibration,
@@ -371,21 +372,24 @@ class InputAnomalyDetector:
         Compiled (``aggregate`` in ``detectors/_input_anomaly.c``); from a verdict whose time is not
         a 64-bit int on, ``_py_aggregate``, its reference.
         """
-        if judge_kernel is None or not isinstance(self.min_anomalies, int):
+        window_minutes = self.window_ms // MINUTE_MS
+        if judge_kernel is None or not _int64(window_minutes, self.min_anomalies, self._judged, self._flagged):
             return self._py_aggregate(verdicts)
         principals, max_principals = self._principals, self.max_principals
-        stop, found = judge_kernel.aggregate(self, verdicts, 0, PredictionEvent, self.window_ms // MINUTE_MS,
-                                             MINUTE_MS, self.min_anomalies,
-                                             lambda name: lru_get(principals, name, max_principals, _PrincipalState))
-        return found if stop == len(verdicts) else self._py_aggregate(verdicts, stop, found)
+        stop, found, judged, flagged = judge_kernel.aggregate(
+            self, verdicts, 0, PredictionEvent, window_minutes, MINUTE_MS, self.min_anomalies,
+            lambda name: lru_get(principals, name, max_principals, _PrincipalState))
+        return found if stop == len(verdicts) else self._py_aggregate(verdicts, stop, found, (judged, flagged))
 
-    def _py_aggregate(self, verdicts: list[Verdict], start: int = 0,
-                      found: list[Positioned] | None = None) -> list[Positioned]:
-        """``_aggregate`` in Python from ``verdicts[start]`` on, appending to ``found``."""
+    def _py_aggregate(self, verdicts: list[Verdict], start: int = 0, found: list[Positioned] | None = None,
+                      counts: tuple[int, int] | None = None) -> list[Positioned]:
+        """``_aggregate`` in Python from ``verdicts[start]`` on, appending to ``found``; ``counts``: the base
+        rate's (judged, flagged) so far in this batch, if not those last written to the detector."""
         found = [] if found is None else found
         window_minutes = self.window_ms // MINUTE_MS
         principals, max_principals, min_anomalies = self._principals, self.max_principals, self.min_anomalies
-        judged, flagged = self._judged, self._flagged  # the base rate's counts, in locals until a judgement reads them
+        # the base rate's counts, in locals until a judgement reads them
+        judged, flagged = (self._judged, self._flagged) if counts is None else counts
         for position, anomalous, event in verdicts[start:] if start else verdicts:
             judged += 1
             if anomalous:
@@ -454,6 +458,14 @@ class InputAnomalyDetector:
                 "Check whether the inputs are probing (evasion, extraction) or a broken client integration",
             ),
         )
+
+
+def _int64(*values: object) -> bool:
+    """Whether every value is an int within +-2**62 (what the compiled loops take: no sum of two overflows)."""
+    return all(type(value) is int and -_SAFE < value < _SAFE for value in values)
+
+
+_SAFE = 1 << 62
 
 
 def _quantile_methods(quantile: stats.Quantile) -> tuple[Callable[[], float | None], Callable[[float], None]]:

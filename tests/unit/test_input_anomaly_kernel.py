@@ -31,7 +31,8 @@ def _state(detector: InputAnomalyDetector) -> tuple[Any, ...]:
 
 
 def _run(batches: list[list[PredictionEvent]], compiled: bool, **parameters: Any) -> list[Any]:
-    """Each batch's findings and the state after it; the type of an exception that ended the run."""
+    """Each batch's findings and the state after it; the type of an exception that ended the run, and the
+    state it left."""
     kernel = input_anomaly.judge_kernel
     assert kernel is not None, "detectors/_input_anomaly.c was not compiled: run `make install`"
     input_anomaly.judge_kernel = kernel if compiled else None
@@ -39,8 +40,8 @@ def _run(batches: list[list[PredictionEvent]], compiled: bool, **parameters: Any
     try:
         for batch in batches:
             steps.append((detector.update_many(batch), _state(detector)))
-    except Exception as exc:  # noqa: BLE001 - both loops must fail alike
-        steps.append(type(exc))
+    except Exception as exc:  # noqa: BLE001 - both loops must fail alike, leaving the same state
+        steps.append((type(exc), _state(detector)))
     finally:
         input_anomaly.judge_kernel = kernel
     return steps
@@ -137,3 +138,32 @@ def test_minutes_before_1970_are_floored() -> None:
     """Out of order around 0 ms: -19,993 ms is minute -1, not minute 0 (where +7 ms is)."""
     steps = _aggregated([(-59_993, False), (7, False), (-19_993, False)], window_ms=600_000)
     assert [bucket[:2] for bucket in steps[-1][1][1][0][1]] == [[-1, 1], [0, 1], [-1, 1]]
+
+
+def test_a_float_time_learned_in_python_leaves_buckets_the_compiled_loop_takes() -> None:
+    """A float time is left to Python, which files a float minute in the principal's window; later
+    batches must take the general path for that bucket rather than refuse it."""
+    events = anomaly_stream(seed=5, n=1_500)
+    odd = next(index for index in range(900, 1_000) if events[index].principal == events[1_000].principal)
+    events[odd] = replace(events[odd], ts=float(events[odd].ts))  # type: ignore[arg-type]
+    steps = _both([events[:600], events[600:1_000], *(events[start:start + 30] for start in range(1_000, 1_500, 30))],
+                  warmup=64, calibration=300)
+    assert all(isinstance(step, tuple) for step in steps)
+
+
+@pytest.mark.parametrize("setting", [{"calibration": 300.0}, {"learn_every": 4.0}, {"window_ms": 600_000.0},
+                                     {"calibration": 10**19}, {"window_ms": 10**30}, {"min_anomalies": 10**19}])
+def test_settings_the_compiled_loops_cannot_take_are_left_to_python(setting: dict[str, Any]) -> None:
+    events = anomaly_stream(seed=6, n=1_000, odd_principal="svc-3", odd_from=700)
+    parameters = {"warmup": 64, "calibration": 300, **setting}
+    _both([events[:500], events[500:]], **parameters)
+
+
+def test_counts_handed_to_python_stay_in_the_batch_when_it_then_fails() -> None:
+    """The base rate's counts go to Python with the verdicts it takes over, not onto the detector: an
+    exception later in the batch leaves the detector's counts as the Python loop would."""
+    events = anomaly_stream(seed=7, n=1_000)
+    events[800] = replace(events[800], ts=float(events[800].ts))  # type: ignore[arg-type]
+    events[900] = replace(events[900], principal=["unhashable"])  # type: ignore[arg-type]
+    steps = _both([events[:600], events[600:]], warmup=64, calibration=300)
+    assert steps[-1][0] is TypeError
