@@ -9,6 +9,7 @@ per event in Python, and each pass also pulls every event back into the cache).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Mapping, Sequence
 
 from detectors._columns import FloatTable
@@ -22,6 +23,7 @@ VersionKey = tuple[str, str]
 VersionRun = tuple[list[int], list[PredictionEvent]]
 #: A version's run when the batch holds none of its predictions (never to be appended to).
 NO_PREDICTIONS: VersionRun = ([], [])
+_features = attrgetter("features")
 
 
 class Batch:
@@ -36,7 +38,7 @@ class Batch:
     [('m', 'v1')]
     """
 
-    __slots__ = ("events", "_matches", "_by_version", "_featureless", "_with_features", "_tables")
+    __slots__ = ("events", "_matches", "_by_version", "_featureless", "_with_features", "_tables", "_maps")
 
     def __init__(self, events: Sequence[Event]) -> None:
         self.events = events
@@ -46,6 +48,7 @@ class Batch:
         self._featureless: set[VersionKey] = set()
         self._with_features: dict[VersionKey, VersionRun] | None = None
         self._tables: dict[tuple[VersionKey, tuple[str, ...]], FloatTable] | None = None
+        self._maps: dict[VersionKey, list[Mapping[str, float]]] | None = None
 
     def matches(self, join: FeedbackJoin) -> list[Matched]:
         """``join.feed(events)``, fed once per batch however many detectors share the join."""
@@ -87,10 +90,18 @@ class Batch:
             self._tables = {}
         table = self._tables.get((key, names))
         if table is None:
-            events = self.predictions_with_features()[key][1]
-            table = self._tables[(key, names)] = feature_table([event.features for event in events], names)
+            table = self._tables[(key, names)] = feature_table(self.feature_maps(key), names)
             table.flags.writeable = False  # shared: a reader that scales it must copy
         return table
+
+    def feature_maps(self, key: VersionKey) -> list[Mapping[str, float]]:
+        """The feature maps of ``key``'s predictions with features, in order; made once per batch (read-only)."""
+        if self._maps is None:
+            self._maps = {}
+        maps = self._maps.get(key)
+        if maps is None:
+            maps = self._maps[key] = list(map(_features, self.predictions_with_features()[key][1]))
+        return maps
 
     def _group(self) -> dict[VersionKey, VersionRun]:
         """The predictions by version (``_py_group``, compiled: ``detectors/_kernels.c``'s ``group``)."""

@@ -20,8 +20,8 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
-from operator import itemgetter
-from typing import Callable, ClassVar, Sequence
+from operator import attrgetter, itemgetter
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from detectors.base import Positioned, fresh_copy, register
 from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
+
+_ts, _features = attrgetter("ts"), attrgetter("features")
 
 ModelKey = tuple[str, str]
 _Column = tuple[list[int], FloatArray]  # a feature's finite values in a batch and the events they came from
@@ -138,19 +140,21 @@ class FeatureDriftDetector:
                     if (finding := self.update(event)) is not None]
         found: list[Positioned] = []
         for key, (positions, events) in by_version.items():
-            found.extend(self._learn_model(key, positions, events, partial(batch.feature_table, key)))
+            found.extend(self._learn_model(key, positions, events, partial(batch.feature_table, key),
+                                           batch.feature_maps(key)))
         touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
         found.sort(key=itemgetter(0))
         return found
 
     def _learn_model(self, key: ModelKey, positions: list[int], batch: list[PredictionEvent],
-                     table_of: Callable[[tuple[str, ...]], FloatArray] | None = None) -> list[Positioned]:
+                     table_of: Callable[[tuple[str, ...]], FloatArray] | None = None,
+                     maps: list[Mapping[str, float]] | None = None) -> list[Positioned]:
         state = self._state_for(key, batch[0].ts)
         seen_before = state.predictions
         state.predictions += len(batch)
-        stamps = [event.ts for event in batch]
+        stamps = list(map(_ts, batch))
         candidates: list[_Candidate] = []
-        for feature, column in _feature_columns(batch, table_of).items():  # in the order update would create them
+        for feature, column in _feature_columns(batch, table_of, maps).items():  # in the order update creates them
             if self._feature_state(state, feature) is not None:
                 candidates.extend(self._learn_column(state, feature, column, batch, stamps, seen_before))
         return [(positions[index], finding) for index, finding in _strongest_per_event(candidates)]
@@ -241,15 +245,16 @@ class FeatureDriftDetector:
         )
 
 
-def _feature_columns(batch: list[PredictionEvent],
-                     table_of: Callable[[tuple[str, ...]], FloatArray] | None = None) -> dict[str, _Column]:
+def _feature_columns(batch: list[PredictionEvent], table_of: Callable[[tuple[str, ...]], FloatArray] | None = None,
+                     maps: list[Mapping[str, float]] | None = None) -> dict[str, _Column]:
     """Each feature's finite values in ``batch``, by first appearance (sorted within an event, as ``update`` goes).
 
     Predictions of one version nearly always carry the same features: then one numpy array
-    converts and checks them all (``table_of(names)``, when given: the batch's shared table).
+    converts and checks them all (``table_of(names)``, when given: the batch's shared table; ``maps``, when
+    given: the events' feature maps, the batch's).
     """
     names = tuple(sorted(batch[0].features))
-    maps = [event.features for event in batch]
+    maps = list(map(_features, batch)) if maps is None else maps
     if sum(map(len, maps)) == len(names) * len(batch):
         try:
             # float of each value, as ``update`` takes them

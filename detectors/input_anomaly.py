@@ -117,6 +117,8 @@ class _Run:
     events: list[PredictionEvent] = field(default_factory=list)
     #: The events' feature table by names, shared with other detectors (a ``Batch``'s), if there is one.
     table_of: Callable[[tuple[str, ...]], Rows] | None = None
+    #: The events' feature maps, shared with other detectors (a ``Batch``'s), if there is one.
+    maps: list[Mapping[str, float]] | None = None
 
 
 @dataclass
@@ -255,7 +257,8 @@ class InputAnomalyDetector:
         if not fits_without_eviction(self._states, by_version, self.max_keys):
             return self._runs(batch.events)
         runs = [_Run(lru_get(self._states, key, self.max_keys, _ModelState), positions, events,
-                     partial(batch.feature_table, key)) for key, (positions, events) in by_version.items()]
+                     partial(batch.feature_table, key), batch.feature_maps(key))
+                for key, (positions, events) in by_version.items()]
         touch_in_order(self._states, {key: positions[-1] for key, (positions, _) in by_version.items()})
         return runs
 
@@ -293,7 +296,8 @@ class InputAnomalyDetector:
             return []
         events = run.events[start:] if start else run.events
         table_of = None if start else run.table_of  # the shared table has a row for every event of the run
-        leaves = state.forest.leaves(state.scaler.rows([event.features for event in events], table_of))
+        maps = run.maps if not start and run.maps is not None else [event.features for event in events]
+        leaves = state.forest.leaves(state.scaler.rows(maps, table_of))
         return self._judge(state, state.forest, leaves, run.positions[start:], events)
 
     def _judge(self, state: _ModelState, forest: HalfSpaceForest, leaves: Leaves, positions: list[int],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -28,6 +28,8 @@ from detectors.base import Positioned, fresh_copy, register
 from detectors.batch import Batch
 from detectors.events import Event, PredictionEvent
 from detectors.findings import Finding
+
+_ts, _score = attrgetter("ts"), attrgetter("score")
 
 ModelKey = tuple[str, str]
 _Stream = tuple[list[int], list[PredictionEvent], FloatArray]  # positions in the batch, predictions, their scores
@@ -124,7 +126,7 @@ class ScoreDriftDetector:
     def _learn_stream(
         self, key: ModelKey, positions: list[int], batch: list[PredictionEvent], values: FloatArray,
     ) -> list[Positioned]:
-        stamps = [event.ts for event in batch]
+        stamps = list(map(_ts, batch))
         state, found, index = self._state_for(key), [], 0
         while (crossing := state.cusum.update_many(stamps, values, index)) is not None:
             index, alarm = crossing
@@ -197,7 +199,7 @@ def _score_streams(batch: Batch) -> dict[ModelKey, _Stream]:
     """The scores ``update`` would learn (``float`` of each finite one), per model version in first-seen order."""
     streams: dict[ModelKey, _Stream] = {}
     for key, (positions, events) in batch.predictions_by_version().items():
-        values = np.array([event.score for event in events], dtype=np.float64)  # numpy reads None as NaN
+        values = np.array(list(map(_score, events)), dtype=np.float64)  # numpy reads None as NaN
         finite = np.isfinite(values)
         if finite.all():
             streams[key] = (positions, events, values)
