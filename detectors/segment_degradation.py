@@ -260,12 +260,12 @@ class SegmentDegradationDetector(JoinsFeedback):
         for label in matches:
             key = (label.prediction.model_id, label.prediction.model_version)
             positions = by_version.get(key, NO_PREDICTIONS)[0]
+            state = states.get(key)  # no eviction within the batch, and touch_in_order sets the order after it
+            if state is None:
+                state = states[key] = _ModelState()
             if positions:
-                state = states.get(key)
-                if state is None:
-                    state = states[key] = _ModelState()
                 state.predictions = before.setdefault(key, state.predictions) + bisect_left(positions, label.position)
-            finding = self._learn(label)
+            finding = self._learn(label, key, state)
             if finding is not None:
                 found.append((label.position, finding))
         for key, (positions, _) in by_version.items():
@@ -300,10 +300,12 @@ class SegmentDegradationDetector(JoinsFeedback):
                 state.predictions += 1
         return found
 
-    def _learn(self, matched: Matched) -> Finding | None:
+    def _learn(self, matched: Matched, key: ModelKey | None = None, state: _ModelState | None = None) -> Finding | None:
+        """Learn a label; its version's ``key`` and ``state`` when the caller has them (no LRU step then)."""
         prediction, now = matched.prediction, matched.feedback_ts
-        key = (prediction.model_id, prediction.model_version)
-        state = lru_get(self._states, key, self.max_keys, _ModelState)
+        if key is None or state is None:
+            key = (prediction.model_id, prediction.model_version)
+            state = lru_get(self._states, key, self.max_keys, _ModelState)
         tick = now // self.tick_ms
         finding = None
         if tick > state.tick:
