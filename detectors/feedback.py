@@ -29,6 +29,9 @@ POSITIVE_LABELS = frozenset({"positive", "1", "true", "yes"})
 DAY_MS = 86_400_000
 #: Times (ms) the compiled join handles: within +-2**62 no sum or difference of two overflows 64 bits.
 SAFE_TS = 1 << 62
+#: Batches shorter than this are fed in Python: the compiled call reads and writes the join's state,
+#: which costs more than a few events save (``make eval`` feeds one event at a time).
+COMPILED_FROM = 8
 
 
 def is_error(prediction: PredictionEvent, label: str) -> bool:
@@ -127,12 +130,13 @@ class FeedbackJoin:
         """Remember the predictions and match the labels among ``events``, in order: the matches.
 
         What ``observe`` on each ``PredictionEvent`` would do; other events are passed over.
-        Compiled (``detectors/_join.c``) unless the join has met a time that is not an int within
-        +-2**62 ms, which the compiled loop leaves to ``_py_feed``, the reference it is tested against.
+        Compiled (``detectors/_join.c``) for a batch of ``COMPILED_FROM`` events or more, unless the join
+        has met a time that is not an int within +-2**62 ms, which the compiled loop leaves to
+        ``_py_feed``, the reference it is tested against.
         """
         matches: list[Matched] = []
         done = 0
-        if join_kernel is not None and not self._wide:
+        if join_kernel is not None and not self._wide and len(events) >= COMPILED_FROM:
             done = join_kernel.feed(self, events, 0, matches, PredictionEvent, Matched, POSITIVE_LABELS)
             if done == len(events):
                 return matches

@@ -20,6 +20,12 @@ from detectors.feedback import SAFE_TS, FeedbackJoin, Matched
 pytestmark = pytest.mark.unit
 
 
+@pytest.fixture(autouse=True)
+def compiled_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``feed`` takes the Python loop for batches of fewer than 8: here the compiled one runs at any size."""
+    monkeypatch.setattr(feedback, "COMPILED_FROM", 1)
+
+
 def _state(join: FeedbackJoin) -> tuple[Any, ...]:
     return list(join._pending.items()), join._watermark, join._keep_until, join._front_id, join.counts
 
