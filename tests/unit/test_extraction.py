@@ -96,20 +96,28 @@ def test_feedback_and_anonymous_predictions_hold_no_principal_state() -> None:
 
 
 
+def probing_and_sweeping(n: int, principals: int, attack_at: tuple[int, int]) -> list[PredictionEvent]:
+    """A prober's and a sweeper's traffic on one model, merged in time; every 13th caller anonymous, every
+    97th prediction without a score (also the compiled loop's test stream: test_extraction_kernel)."""
+    probing = prediction_traffic(seed=1, n=n, attacker="scraper", attack_at=attack_at[0])
+    sweeping = prediction_traffic(seed=2, n=n, principals=principals, attacker="mapper", attack_at=attack_at[1],
+                                  attack="sweep")
+    events = sorted(probing + sweeping, key=lambda e: e.ts)
+    for index in range(5, len(events), 13):
+        events[index] = replace(events[index], principal=None)
+    for index in range(8, len(events), 97):
+        events[index] = replace(events[index], score=None)
+    return events
+
+
 @pytest.mark.parametrize("max_keys", [12, 100_000], ids=["evicting", "version by version"])
 @pytest.mark.parametrize("sizes", [(7, 64), (1024,), (3000, 5, 17)])
 def test_batches_find_what_single_events_find(sizes: tuple[int, ...], max_keys: int) -> None:
     # A prober flagged again and again (short quiet time), a sweep, anonymous callers, feedback and
     # predictions without a score; few keys (evicted within batches) or many (learned version by version).
-    probing = prediction_traffic(seed=1, n=6000, attacker="scraper", attack_at=3000)
-    sweeping = prediction_traffic(seed=2, n=6000, principals=8, attacker="mapper", attack_at=2000, attack="sweep")
-    events = sorted(probing + sweeping, key=lambda e: e.ts)
-    for index in range(5, len(events), 13):
-        events[index] = replace(events[index], principal=None)
+    events = probing_and_sweeping(n=6000, principals=8, attack_at=(3000, 2000))
     for index in range(3, len(events), 31):
         events[index] = replace(events[index], features={}, label="yes")
-    for index in range(8, len(events), 97):
-        events[index] = replace(events[index], score=None)
     single = ExtractionDetector(quiet_ms=60_000, max_keys=max_keys)
     expected = _found(single, events)
     checks = {f.evidence["check"] for _, f in expected}  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from detectors import extraction
 from detectors._testing import T0, prediction_traffic
 from detectors.events import PredictionEvent
 from detectors.extraction import ExtractionDetector
+from tests.unit.test_extraction import probing_and_sweeping
 
 pytestmark = pytest.mark.unit
 
@@ -56,14 +57,7 @@ def test_the_install_built_the_loop() -> None:
 
 
 def _traffic() -> list[PredictionEvent]:
-    probing = prediction_traffic(seed=1, n=4000, attacker="scraper", attack_at=2000)
-    sweeping = prediction_traffic(seed=2, n=4000, principals=6, attacker="mapper", attack_at=1500, attack="sweep")
-    events = sorted(probing + sweeping, key=lambda e: e.ts)
-    for index in range(5, len(events), 13):
-        events[index] = replace(events[index], principal=None)
-    for index in range(8, len(events), 97):
-        events[index] = replace(events[index], score=None)
-    return events
+    return probing_and_sweeping(n=4000, principals=6, attack_at=(2000, 1500))
 
 
 @pytest.mark.parametrize("size", [1, 64, 3000])
