@@ -124,6 +124,8 @@ class IncidentBook:
         self.cooldown_ms = cooldown_ms
         self.max_open = max_open
         self.quiet_ms = quiet_ms
+        if type(check_every_ms) is not int or check_every_ms <= 0:  # observe_many's sweep schedule relies on it
+            raise ValueError(f"check_every_ms must be a positive int (ms), not {check_every_ms!r}")
         self.check_every_ms = check_every_ms
         self.tiers = tiers or ImpactTiers()
         self.max_evidence_per_incident = max_evidence_per_incident

@@ -88,8 +88,10 @@ class EventTimeGuard:
         numbers = (received_at, self.max_future_ms, self.allowed_lateness_ms, self.watermarks.get(partition, 0))
         if not all(type(number) is int and -_SAFE < number < _SAFE for number in numbers):
             return False
+        if set(map(type, stamps)) != {int}:  # a float, None, a bool, a numpy int: compared as given, one by one
+            return False
         times = np.array(stamps)
-        if times.dtype != np.int64:  # not all 64-bit ints (a float, None, a huge int): one by one
+        if times.dtype != np.int64:  # an int beyond 64 bits: one by one
             return False
         if len(times) == 0 or times.min() <= -_SAFE or times.max() >= _SAFE:
             return False

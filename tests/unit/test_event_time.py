@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,22 +64,46 @@ def test_the_rule_is_per_partition():
 
 @settings(max_examples=400, deadline=None)
 @given(stamps=st.lists(st.one_of(st.integers(-2_000, 2_000).map(lambda step: 1_000_000 + 37 * step),
-                                 st.sampled_from([2.5, 1 << 70, -(1 << 63)])), min_size=1, max_size=150),
+                                 st.sampled_from([2.5, 1 << 70, -(1 << 63), True, np.int64(1_000_000),
+                                                  np.uint8(5)])), min_size=1, max_size=150),
        received_at=st.integers(900_000, 1_100_000), max_future_ms=st.sampled_from([0, 1_000, 100_000]),
        allowed_lateness_ms=st.sampled_from([0, 500, 50_000]),
        watermark=st.one_of(st.none(), st.integers(900_000, 1_100_000)))
 def test_the_numpy_screen_accepts_exactly_what_the_loop_accepts(
         stamps: list[int], received_at: int, max_future_ms: int, allowed_lateness_ms: int, watermark: int | None) -> None:
     """A batch of 64 or more times is first screened at once (``_all_accepted``); it must leave the
-    same refusals and watermark as looking at each time in turn."""
-    at_once, one_by_one = (EventTimeGuard(max_future_ms, allowed_lateness_ms) for _ in range(2))
-    if watermark is not None:
-        at_once.watermarks[("t", 0)] = one_by_one.watermarks[("t", 0)] = watermark
-    refused = at_once.screen(("t", 0), stamps, received_at)
-    assert one_by_one._all_accepted(("t", 0), stamps, received_at) is False or not refused
-    one_by_one = EventTimeGuard(max_future_ms, allowed_lateness_ms)
-    if watermark is not None:
-        one_by_one.watermarks[("t", 0)] = watermark
-    looked_at = [(index, reason) for index, ts in enumerate(stamps)
-                 if (reason := one_by_one.check(("t", 0), ts, received_at)) is not None]
-    assert refused == looked_at and at_once.watermarks == one_by_one.watermarks
+    same refusals and watermark (or raise the same error: numpy's own integers can overflow) as
+    looking at each time in turn."""
+    def guard() -> EventTimeGuard:
+        made = EventTimeGuard(max_future_ms, allowed_lateness_ms)
+        if watermark is not None:
+            made.watermarks[("t", 0)] = watermark
+        return made
+
+    at_once, one_by_one = guard(), guard()
+    try:
+        refused: object = at_once.screen(("t", 0), stamps, received_at)
+    except OverflowError:
+        refused = OverflowError
+    try:
+        looked_at: object = [(index, reason) for index, ts in enumerate(stamps)
+                             if (reason := one_by_one.check(("t", 0), ts, received_at)) is not None]
+    except OverflowError:
+        looked_at = OverflowError
+    assert refused == looked_at
+    if refused is not OverflowError:
+        assert at_once.watermarks == one_by_one.watermarks
+        assert {type(mark) for mark in at_once.watermarks.values()} == {type(mark) for mark in one_by_one.watermarks.values()}
+
+
+@pytest.mark.parametrize("first", [np.uint8(5), True, np.int64(5)])
+def test_times_that_are_not_plain_ints_are_screened_one_by_one(first: object) -> None:
+    """numpy's integers and bools keep their own arithmetic in the loop (a uint8 wraps around), which
+    the screen at once, in int64, would not: a batch holding one is looked at time by time."""
+    stamps = [first] + [5] * 63
+    at_once = EventTimeGuard(max_future_ms=1_000, allowed_lateness_ms=100)
+    one_by_one = EventTimeGuard(max_future_ms=1_000, allowed_lateness_ms=100)
+    refused = at_once.screen(("t", 0), stamps, 10)  # type: ignore[arg-type]
+    assert refused == [(index, reason) for index, ts in enumerate(stamps)
+                       if (reason := one_by_one.check(("t", 0), ts, 10)) is not None]  # type: ignore[arg-type]
+    assert repr(at_once.watermarks) == repr(one_by_one.watermarks)

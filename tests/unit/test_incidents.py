@@ -108,3 +108,11 @@ def test_dry_run_is_the_default_for_every_command():
 
     commands = Engine().process_many(mixed_stream(seed=1)).commands
     assert commands and {c.mode for c in commands} == {"dry_run"}
+
+
+@pytest.mark.parametrize("check_every_ms", [0, -10, 0.3, 60_000.0])
+def test_the_sweep_interval_must_be_a_positive_int(check_every_ms: object) -> None:
+    """observe_many schedules its sweeps on multiples of it: a float or non-positive interval would sweep at
+    other times than the boundary rule says, so it is refused."""
+    with pytest.raises(ValueError, match="check_every_ms"):
+        IncidentBook(check_every_ms=check_every_ms)  # type: ignore[arg-type]
