@@ -62,6 +62,7 @@ def test_the_rule_is_per_partition():
     assert result.events == 1  # partition 1 has no watermark yet
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's uint8 in the loop, on purpose
 @settings(max_examples=400, deadline=None)
 @given(stamps=st.lists(st.one_of(st.integers(-2_000, 2_000).map(lambda step: 1_000_000 + 37 * step),
                                  st.sampled_from([2.5, 1 << 70, -(1 << 63), True, np.int64(1_000_000),
@@ -96,6 +97,7 @@ def test_the_numpy_screen_accepts_exactly_what_the_loop_accepts(
         assert {type(mark) for mark in at_once.watermarks.values()} == {type(mark) for mark in one_by_one.watermarks.values()}
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's uint8 in the loop, on purpose
 @pytest.mark.parametrize("first", [np.uint8(5), True, np.int64(5)])
 def test_times_that_are_not_plain_ints_are_screened_one_by_one(first: object) -> None:
     """numpy's integers and bools keep their own arithmetic in the loop (a uint8 wraps around), which
