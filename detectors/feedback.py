@@ -22,16 +22,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
-from detectors._compiled import join_kernel
+from detectors._compiled import COMPILED_FROM, SAFE_INT, join_kernel
 from detectors.events import PredictionEvent
 
 POSITIVE_LABELS = frozenset({"positive", "1", "true", "yes"})
 DAY_MS = 86_400_000
-#: Times (ms) the compiled join handles: within +-2**62 no sum or difference of two overflows 64 bits.
-SAFE_TS = 1 << 62
-#: Batches shorter than this are fed in Python: the compiled call reads and writes the join's state,
-#: which costs more than a few events save (``make eval`` feeds one event at a time).
-COMPILED_FROM = 8
+#: Times (ms) the compiled join handles (``detectors._compiled.SAFE_INT``).
+SAFE_TS = SAFE_INT
 
 
 def is_error(prediction: PredictionEvent, label: str) -> bool:

@@ -40,7 +40,7 @@ import numpy.typing as npt
 from river import stats
 
 from detectors._columns import table as feature_table
-from detectors._compiled import judge_kernel
+from detectors._compiled import COMPILED_FROM, int64_safe, judge_kernel
 from detectors._halfspace import HalfSpaceForest, Leaves, Rows
 from detectors._lru import fits_without_eviction, lru_get, touch_in_order
 from detectors._regime import iso_utc
@@ -315,8 +315,8 @@ class InputAnomalyDetector:
         seen, flagged, learned, room = state.seen, 0, 0, forest.room
         to_learn: list[int] = []
         verdicts: list[Verdict] = []
-        compiled = (judge_kernel is not None and len(positions) >= _COMPILED_FROM and learn_every > 0
-                    and _int64(calibration, learn_every, room, state.seen))
+        compiled = (judge_kernel is not None and len(positions) >= COMPILED_FROM and learn_every > 0
+                    and int64_safe(calibration, learn_every, room, state.seen))
         judge_rows = judge_kernel.judge if compiled else self._py_judge_rows
         row = 0
         while row < len(positions):
@@ -378,8 +378,8 @@ class InputAnomalyDetector:
         a 64-bit int on, ``_py_aggregate``, its reference.
         """
         window_minutes = self.window_ms // MINUTE_MS
-        if (judge_kernel is None or len(verdicts) < _COMPILED_FROM
-                or not _int64(window_minutes, self.min_anomalies, self._judged, self._flagged)):
+        if (judge_kernel is None or len(verdicts) < COMPILED_FROM
+                or not int64_safe(window_minutes, self.min_anomalies, self._judged, self._flagged)):
             return self._py_aggregate(verdicts)
         principals, max_principals = self._principals, self.max_principals
         stop, found, judged, flagged = judge_kernel.aggregate(
@@ -464,17 +464,6 @@ class InputAnomalyDetector:
                 "Check whether the inputs are probing (evasion, extraction) or a broken client integration",
             ),
         )
-
-
-def _int64(*values: object) -> bool:
-    """Whether every value is an int within +-2**62 (what the compiled loops take: no sum of two overflows)."""
-    return all(type(value) is int and -_SAFE < value < _SAFE for value in values)
-
-
-_SAFE = 1 << 62
-#: Runs shorter than this take the Python loops: setting up the compiled call costs more than it saves
-#: (``make eval`` feeds events one at a time: 74.8k events/s for this detector, 64.5k without this bar).
-_COMPILED_FROM = 8
 
 
 def _quantile_methods(quantile: stats.Quantile) -> tuple[Callable[[], float | None], Callable[[float], None]]:

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from detectors._compiled import SAFE_INT, int64_safe
 from detectors.events import AccessEvent, Event
 
 #: (topic, partition): the unit of ordering, ownership and detector state.
@@ -21,7 +22,7 @@ OUT_OF_BOUNDS = "event time out of bounds"
 #: Batches of at least this many times are screened with numpy first (``EventTimeGuard._all_accepted``).
 _SCREEN_AT_ONCE = 64
 #: Times, bounds and watermarks (ms) the numpy screen takes: within +-2**62, no sum of two overflows int64.
-_SAFE = 1 << 62
+_SAFE = SAFE_INT
 
 
 @dataclass
@@ -86,7 +87,7 @@ class EventTimeGuard:
         ``min(ts, received_at)`` before it, which numpy computes for the whole batch at once.
         """
         numbers = (received_at, self.max_future_ms, self.allowed_lateness_ms, self.watermarks.get(partition, 0))
-        if not all(type(number) is int and -_SAFE < number < _SAFE for number in numbers):
+        if not int64_safe(*numbers):
             return False
         if set(map(type, stamps)) != {int}:  # a float, None, a bool, a numpy int: compared as given, one by one
             return False

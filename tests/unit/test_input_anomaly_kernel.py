@@ -25,7 +25,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(autouse=True)
 def compiled_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """The detector takes the Python loops for runs of fewer than 8: here the compiled ones run at any size."""
-    monkeypatch.setattr(input_anomaly, "_COMPILED_FROM", 1)
+    monkeypatch.setattr(input_anomaly, "COMPILED_FROM", 1)
 
 
 def _state(detector: InputAnomalyDetector) -> tuple[Any, ...]:
