@@ -496,7 +496,8 @@ static PyObject *read_message(PyObject *module, PyObject *const *args, Py_ssize_
 
 PyDoc_STRVAR(read_messages_doc,
 "read_messages(program, records) -> (events, declined)\n\n"
-"read_message over ``records`` (a list of objects with a ``value``: aiokafka's ConsumerRecord):\n"
+"read_message over ``records`` (a list of objects with a ``value``: aiokafka's ConsumerRecord; or of\n"
+"the values themselves, bytes or None, as streams.fetch.FetchedRun keeps them):\n"
 "the events read, in order, and the positions of the records read_message declined (a value that\n"
 "is None or not bytes declines too). The worker's hot loop, with no Python step per record.");
 
@@ -513,7 +514,8 @@ static PyObject *read_messages(PyObject *module, PyObject *const *args, Py_ssize
     /* the size read anew at each step and the record held: its ``value`` may be Python code */
     for (Py_ssize_t index = 0; index < PyList_GET_SIZE(records); index++) {
         PyObject *record = Py_NewRef(PyList_GET_ITEM(records, index));
-        PyObject *value = PyObject_GetAttr(record, value_name);
+        PyObject *value = PyBytes_CheckExact(record) || record == Py_None
+            ? Py_NewRef(record) : PyObject_GetAttr(record, value_name);  /* a value itself (a FetchedRun's) */
         Py_DECREF(record);
         if (value == NULL) goto fail;
         PyObject *call[2] = {args[0], value};

@@ -40,6 +40,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Mapping, TypeVar
@@ -70,6 +71,8 @@ _NON_NEGATIVE = frozenset({"bytes", "count", "rows", "label_counts"})
 _CONFLUENT_HEADER = 5
 _WHITESPACE = b" \t\r\n"
 _REASON_CHARS = 300
+#: How a Python object prints itself in an exception (``<_io.BytesIO object at 0x7f...>``).
+_OBJECT_AT = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
 _Container = TypeVar("_Container", dict[str, Any], list[Any])
 
 _PARSED: dict[str, Any] = {
@@ -498,7 +501,8 @@ def _read(schema_name: str, body: bytes) -> dict[str, Any]:
     try:
         record = schemaless_reader(stream, _PARSED[schema_name], None)
     except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError, ... on garbage
-        raise DecodeError(f"not valid Avro {schema_name}: {type(exc).__name__}: {exc}"[:_REASON_CHARS]) from None
+        detail = _OBJECT_AT.sub("the message", str(exc))  # not the reader's memory address: reasons must repeat
+        raise DecodeError(f"not valid Avro {schema_name}: {type(exc).__name__}: {detail}"[:_REASON_CHARS]) from None
     extra = len(body) - stream.tell()
     if extra:
         raise DecodeError(f"{extra} trailing bytes after the Avro {schema_name} record")

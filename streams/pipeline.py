@@ -3,9 +3,10 @@
 ``Pipeline.process_runs`` turns a batch of raw messages, given as runs of one partition's
 records, into decoded events (or dead letters), applies the edge's input rules (event-time
 bounds, per-key cap), runs the events through the pure detectors of their partition and the
-shared incident book, and returns everything to deliver. The worker hands it what ``getmany``
-returned, record objects as they are; ``process_batch`` takes ``RawMessage`` tuples (tests,
-tools) and groups them into runs.
+shared incident book, and returns everything to deliver. The worker hands it what it fetched:
+each partition's messages as a ``streams.fetched_run.FetchedRun`` (offsets and values) or as aiokafka's
+record objects from ``getmany``; ``process_batch`` takes ``RawMessage`` tuples (tests, tools) and
+groups them into runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from bisect import bisect_left
 from operator import attrgetter
-from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 from detectors.engine import DetectorSet, Engine, EngineOutput, feed_book
 from detectors.events import EVENT_TYPES, Event, event_type_name
@@ -21,6 +22,7 @@ from detectors.findings import ContainmentCommand, Incident
 from detectors.incidents import EvidenceRow
 from streams.admission import FLOODABLE, EventTimeGuard, TopicPartitionKey, flood_key
 from streams.codec import DeadLetter, EventDecoder, decoder_for, read_nothing
+from streams.fetched_run import FetchedRun
 from streams.settings import Settings
 
 
@@ -35,7 +37,8 @@ class RawMessage(NamedTuple):
 
 
 class Record(Protocol):
-    """A message's place in its partition and its bytes: an aiokafka ``ConsumerRecord``, a ``RawMessage``."""
+    """A message's place in its partition and its bytes: an aiokafka ``ConsumerRecord``, a ``RawMessage``,
+    a ``streams.fetched_run.RawRecord``."""
 
     @property
     def offset(self) -> int: ...
@@ -195,7 +198,7 @@ class Pipeline:
         """Everything a batch causes, given as runs of one partition's records (the worker's path).
 
         A run is ``(topic, partition, received_at, records)``, each record with ``offset`` and
-        ``value`` (an aiokafka ``ConsumerRecord``, a ``RawMessage``), offsets ascending. Records
+        ``value`` (a ``FetchedRun``, aiokafka ``ConsumerRecord``s, ``RawMessage``s), offsets ascending. Records
         below the partition's replay mark rebuild state only.
         """
         result, output, replay_output = BatchResult(), EngineOutput(), EngineOutput()
@@ -248,15 +251,20 @@ class Pipeline:
         return decoder is None or issubclass(EVENT_TYPES[decoder.event_type], FLOODABLE)
 
     def _decoded(self, partition: TopicPartitionKey, received_at: int,
-                 records: Sequence[Record]) -> tuple[list[Event], list[Record], list[DeadLetter]]:
+                 records: Sequence[Record]) -> tuple[list[Event], Sequence[Record], list[DeadLetter]]:
         """The records' events with the record each came from, and a dead letter for each that has none.
 
         The compiled accept path first; whatever it declines takes the full decode, which words the error.
         """
         decoder = self.decoders.get(partition[0])
         read_run = decoder.run_reader if decoder is not None else None
-        if read_run is not None and type(records) is list:
-            read_events, declined = read_run(records)
+        values: list[Any] | None = None  # what the compiled reader takes: records, or a fetched run's values
+        if type(records) is FetchedRun:
+            values = records.values
+        elif type(records) is list:
+            values = records
+        if read_run is not None and values is not None:
+            read_events, declined = read_run(values)
             if not declined:  # the common case: every record read by one compiled call
                 return read_events, records, []
             accepted, declined_at = iter(read_events), set(declined)

@@ -137,6 +137,9 @@ class Settings:
     gc_young_threshold: int = 100_000
     #: How long a thread may hold the GIL while the store writer waits, in ms (see streams/runtime.py); 0 keeps 5.
     gil_switch_interval_ms: float = 1.0
+    #: Read each fetch's record batches into offsets and values (streams/fetch.py) rather than through
+    #: aiokafka's ``getmany``, which makes a record object per message; off falls back to ``getmany``.
+    fetch_whole_batches: bool = True
 
     # ---- event-time rule (enforced in streams.pipeline before detectors see an event)
     #: Events stamped more than this far ahead of the wall clock at receipt are dead-lettered.

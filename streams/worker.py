@@ -39,15 +39,16 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.fetch import fetch_runs, reads_whole_fetches
 from streams.kafka_security import client_kwargs
 from streams.membership import (MemberRecord, clear_record, leave_for_previous_run, member_id_of, record_path,
                                 write_record)
-from streams.pipeline import BatchResult, OutputSink, PartitionRun, Pipeline, deliver
+from streams.pipeline import BatchResult, OutputSink, PartitionRun, Pipeline, Record, deliver
 from streams.publisher import AIOKafkaRecordProducer, BatchPublisher
 from streams.runtime import tune_garbage_collector, tune_switch_interval
 from streams.settings import Settings
@@ -109,7 +110,7 @@ class _PartitionProgress:
     handled_below: int = 0
 
 
-def not_yet_handled(batch: list[Any], handled_below: int) -> list[Any]:
+def not_yet_handled(batch: Sequence[Record], handled_below: int) -> Sequence[Record]:
     """The records of one partition's fetched batch at or past ``handled_below``.
 
     A fetch that began while a take-over was under way can return a partition's first records
@@ -157,6 +158,8 @@ class Worker:
         self._generation = 0
         self._stopping = False
         self._consumer: AIOKafkaConsumer | None = None
+        #: Whether ``_step`` reads through ``streams.fetch.fetch_runs`` (decided once the consumer has started).
+        self._whole_fetches = False
         self._producer: AIOKafkaProducer | None = None
         self._publisher: BatchPublisher | None = None
         self._snapshots: KafkaSnapshotStore | None = None
@@ -197,7 +200,16 @@ class Worker:
         )
         self._consumer.subscribe(list(settings.input_topics), listener=_Rebalance(self))
         await self._consumer.start()
+        self._whole_fetches = settings.fetch_whole_batches and reads_whole_fetches(self._consumer)
+        if settings.fetch_whole_batches and not self._whole_fetches:
+            log.warning("aiokafka's fetcher is not as streams/fetch.py reads it (or isolation is read_committed): "
+                        "consuming through getmany")
         self._task = asyncio.create_task(self._run(), name="mlsentry-worker")
+
+    @property
+    def reads_whole_fetches(self) -> bool:
+        """Whether the worker reads through ``streams.fetch`` rather than ``getmany`` (known once started)."""
+        return self._whole_fetches
 
     @property
     def running(self) -> bool:
@@ -239,7 +251,11 @@ class Worker:
         self._apply_backpressure()
         generation = self._generation
         timeout_ms = max(int(self.settings.batch_within_s * 1000), 10)
-        records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.batch_size)
+        records: Mapping[TopicPartition, Sequence[Record]]
+        if self._whole_fetches:
+            records = await fetch_runs(self._consumer, timeout_ms, self.settings.batch_size)
+        else:
+            records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.batch_size)
         async with self._lock:
             if records and generation != self._generation:
                 records = self._continuing(records)
@@ -247,7 +263,7 @@ class Worker:
                 await self._handle(records)
             await self._settle()
 
-    def _continuing(self, records: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+    def _continuing(self, records: Mapping[TopicPartition, Sequence[Record]]) -> dict[TopicPartition, Sequence[Record]]:
         """After a rebalance during the fetch: keep the batches that start exactly where their partition's
         take-over positioned it; drop the rest (fetched from an older position) and put the consumer back
         at that position, since handing them out has moved it on. Dropping a batch that does continue
@@ -278,7 +294,7 @@ class Worker:
         elif consumer.paused():
             consumer.resume(*consumer.paused())
 
-    async def _handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+    async def _handle(self, records: Mapping[TopicPartition, Sequence[Record]]) -> None:
         """Detect on this batch while the previous batch's outputs are still being written (one in flight).
 
         Offsets move to ``_pending`` only once their batch's outputs are durable, so commits and

@@ -66,8 +66,10 @@ def _replay_incident_ids(settings, scenario) -> set[str]:
     return {json.loads(line)["incident_id"] for line in out.getvalue().splitlines()}
 
 
-async def test_published_attacks_become_incident_rows_and_containment_commands(embedded_broker, tmp_path: Path, scenario):
-    settings = isolated_settings(tmp_path, embedded_broker.bootstrap_servers)
+@pytest.mark.parametrize("whole_batches", [True, False], ids=["whole fetches", "getmany"])
+async def test_published_attacks_become_incident_rows_and_containment_commands(embedded_broker, tmp_path: Path, scenario,
+                                                                               whole_batches):
+    settings = isolated_settings(tmp_path, embedded_broker.bootstrap_servers, fetch_whole_batches=whole_batches)
     bootstrap = embedded_broker.bootstrap_servers
     client = connect(settings.resolved_clickhouse_dsn, database=settings.clickhouse_database)
     ensure_schema(client, settings.clickhouse_database)
@@ -77,6 +79,7 @@ async def test_published_attacks_become_incident_rows_and_containment_commands(e
 
     worker = Worker(settings, store, bootstrap)
     await worker.start()
+    assert worker.reads_whole_fetches is whole_batches
     try:
         await _publish(settings, bootstrap, scenario.records, malformed)
         expected = len(scenario.records) + len(malformed)

@@ -414,3 +414,9 @@ def test_read_messages_is_read_plain_over_a_list() -> None:
     assert decoder.run_reader([]) == ([], [])  # type: ignore[misc]
     with pytest.raises(AttributeError):
         decoder.run_reader([object()])  # type: ignore[misc]
+    # a FetchedRun's values (bytes or None) are read as the values themselves, with the same answers;
+    # anything else in the list is still a record whose value is read
+    raw_values = [value if isinstance(value, bytes) or value is None else _Record(value) for value in values]
+    assert decoder.run_reader(raw_values)[1] == declined  # type: ignore[misc]
+    raw_events = decoder.run_reader(raw_values)[0]  # type: ignore[misc]
+    assert len(raw_events) == len(events) and all(map(_same_event, raw_events, events))
