@@ -14,32 +14,48 @@ as they are in the pinned aiokafka 0.14: ``reads_whole_fetches`` checks that the
 that the consumer reads uncommitted (read_committed needs aiokafka's aborted-transaction
 filtering), and the worker uses ``getmany`` otherwise or when ``MLSENTRY_FETCH_WHOLE_BATCHES`` is
 off. ``tests/integration/test_fetch.py`` compares the two readers message by message on a broker.
+
+A record batch that cannot be read (its CRC, a codec not installed) raises as it does in ``getmany``,
+after what other partitions read is handed out, and the partition is fetched again from its unchanged
+position: the consumer sticks at the batch, loudly, rather than stepping over it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchResult, PartitionRecords
+import aiokafka
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchError, FetchResult, PartitionRecords
 from aiokafka.errors import ConsumerStoppedError, CorruptRecordException
 
 from streams.fetched_run import FetchedRun
 
+#: aiokafka versions whose fetcher ``fetch_runs`` was checked against (tests/integration/test_fetch.py).
+CHECKED_VERSIONS = ("0.14.0",)
+#: ``PartitionRecords``' parameters as ``_take`` reads them (a changed signature means a changed reader).
+_PARTITION_RECORDS_PARAMETERS = ("self", "tp", "records", "aborted_transactions", "fetch_offset", "key_deserializer",
+                                 "value_deserializer", "check_crcs", "isolation_level")
 _FETCHER_ATTRIBUTES = ("_records", "_subscriptions", "_notify", "_create_fetch_waiter", "_closed", "_isolation_level",
                        "_wait_consume_future")
 _RESULT_ATTRIBUTES = ("check_assignment", "has_more", "_update_position")
 
 
 def reads_whole_fetches(consumer: AIOKafkaConsumer) -> bool:
-    """Whether ``fetch_runs`` can read this started consumer's fetches (see the module's note)."""
+    """Whether ``fetch_runs`` can read this started consumer's fetches: an aiokafka version it was checked
+    against, whose fetcher has what it reads, no deserializers, reading uncommitted (see the module's note)."""
     fetcher = getattr(consumer, "_fetcher", None)
-    return (fetcher is not None
+    return (aiokafka.__version__ in CHECKED_VERSIONS
+            and fetcher is not None
             and all(hasattr(fetcher, name) for name in _FETCHER_ATTRIBUTES)
             and isinstance(fetcher._records, dict)
             and fetcher._isolation_level == READ_UNCOMMITTED
+            and getattr(fetcher, "_key_deserializer", None) is None  # getmany would hand out deserialized values
+            and getattr(fetcher, "_value_deserializer", None) is None
+            and tuple(inspect.signature(PartitionRecords.__init__).parameters) == _PARTITION_RECORDS_PARAMETERS
             and all(hasattr(FetchResult, name) for name in _RESULT_ATTRIBUTES)
             and all(hasattr(consumer, name) for name in ("_closed", "_coordinator", "_subscription")))
 
@@ -70,7 +86,15 @@ async def _fetched(fetcher: Any, timeout: float, max_records: int) -> dict[Topic
         for tp in list(fetcher._records):
             result = fetcher._records[tp]
             if type(result) is FetchResult:
-                run = _take(result, max_records)
+                try:
+                    run = _take(result, max_records)
+                except Exception as error:  # a batch that cannot be read (CRC, codec): never step over it
+                    if drained:  # hand out what was read; the error comes next, as aiokafka's FetchError does
+                        fetcher._records[tp] = FetchError(error=error, backoff=0)
+                        return drained
+                    del fetcher._records[tp]  # fetched again from the unchanged position: it raises again
+                    fetcher._notify(fetcher._wait_consume_future)
+                    raise
                 if not result.has_more():  # all read: ask for the next fetch
                     del fetcher._records[tp]
                     fetcher._notify(fetcher._wait_consume_future)
@@ -127,6 +151,7 @@ def _take(result: FetchResult, max_records: int) -> FetchedRun | None:
                 if offset >= below:
                     add_offset(offset)
                     add_value(record.value)
+                    below = offset + 1
         partition.next_fetch_offset = batch.next_offset
         if len(offsets) >= max_records and batches.has_next():
             exhausted = False

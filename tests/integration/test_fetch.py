@@ -12,6 +12,7 @@ import asyncio
 import itertools
 from typing import Any, Awaitable, Callable
 
+import aiokafka
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -126,13 +127,24 @@ async def test_max_records_bounds_a_call_to_within_one_record_batch(embedded_bro
         await fetch_runs(AIOKafkaConsumer(), 0, 0)
 
 
-async def test_read_committed_consumers_are_left_to_getmany(embedded_broker, tmp_path) -> None:
+@pytest.mark.parametrize("unusual", [{"isolation_level": "read_committed"}, {"value_deserializer": bytes.decode},
+                                     {"key_deserializer": bytes.decode}, {"aiokafka": "0.15.0"}],
+                         ids=["read_committed", "value deserializer", "key deserializer", "unchecked aiokafka"])
+async def test_consumers_it_was_not_checked_for_are_left_to_getmany(embedded_broker, tmp_path, monkeypatch,
+                                                                     unusual) -> None:
+    """read_committed needs aiokafka's aborted-transaction filtering; getmany would deserialize; another aiokafka
+    version may fetch otherwise."""
     bootstrap, topic, _ = await _topic(embedded_broker, tmp_path)
+    options = dict(unusual)
+    if "aiokafka" in options:
+        monkeypatch.setattr(aiokafka, "__version__", options.pop("aiokafka"))
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"fetch-test-{next(_groups)}",
-                                session_timeout_ms=4000, heartbeat_interval_ms=500, isolation_level="read_committed")
+                                session_timeout_ms=4000, heartbeat_interval_ms=500, **options)
     await consumer.start()
     try:
-        assert not reads_whole_fetches(consumer), "aborted transactions need aiokafka's own filtering"
+        assert not reads_whole_fetches(consumer)
+        monkeypatch.undo()
+        assert reads_whole_fetches(consumer) is (not options), "the same consumer, as checked"
     finally:
         await consumer.stop()
     assert not reads_whole_fetches(AIOKafkaConsumer()), "not started: no fetcher yet"
