@@ -7,6 +7,8 @@ A Faust agent acks events and commits on its own timer, and its per-event path r
 ~16k msg/s here against ~350k for aiokafka's ``getmany``; so the worker is a plain
 aiokafka batch loop (``enable_auto_commit=False``, ``getmany``, a
 ``ConsumerRebalanceListener``, explicit ``commit``). ``Worker``'s surface is unchanged.
+Where aiokafka's fetcher is as ``streams.fetch`` reads it, the loop takes whole fetches as
+offsets and values (``fetch_runs``) instead of ``getmany``'s record object per message.
 
 One batch, in order (``_handle`` then ``_settle``):
 
