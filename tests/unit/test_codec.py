@@ -703,3 +703,14 @@ def test_fast_path_agrees_on_every_field_with_every_hostile_value(event: Event, 
         fast = _outcome(lambda: codec_module._build_event(event_type, record, limits))
     precise = _outcome(lambda: codec_module._build_event_precisely(event_type, record, limits))
     assert repr(fast) == repr(precise)  # repr: nan != nan, but a wrongly accepted nan shows in the text
+
+
+def test_a_truncated_avro_message_gets_the_same_reason_every_time() -> None:
+    """The reader's error names the buffer it read from; its memory address must not reach the dead letter,
+    or two reads of one bad message (a worker and a replay, a retry) would give different reasons."""
+    decoder = decoder_for("prediction")
+    raw = encode_event(PredictionEvent("p", 1, "m", "1", features={"x": 3.0}, score=0.5))[:-3]
+    reasons = {_dead(decoder, raw).reason for _ in range(3)} | {_dead(decoder_for("prediction"), raw).reason}
+    assert len(reasons) == 1
+    reason = reasons.pop()
+    assert reason.startswith("not valid Avro prediction_event") and " at 0x" not in reason
