@@ -38,19 +38,8 @@ typedef struct {
 } Run;
 
 /* Status of a step: done, left to Python (nothing done), or an error raised. */
-enum { DONE = 0, DECLINE = 1, FAILED = -1 };
+enum { DONE = 0, DECLINE = 1, FAILED = -1 }; /* read_int64's own codes (detectors/_slots.h) */
 
-
-/* An exact int as int64 (DONE), DECLINE when not an exact int or beyond 64 bits, FAILED on error. */
-static int exact_int64(PyObject *value, int64_t *out) {
-    if (!PyLong_CheckExact(value)) return DECLINE;
-    int overflow = 0;
-    long long converted = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (converted == -1 && PyErr_Occurred()) return FAILED;
-    if (overflow) return DECLINE;
-    *out = converted;
-    return DONE;
-}
 
 /* An int attribute of the detector's own state as int64 (DONE/DECLINE/FAILED); any integer type (a
  * numpy score learned by the Python loop makes a near count a numpy int) is taken by its __index__. */
@@ -64,16 +53,8 @@ static int int_attr(PyObject *object, PyObject *name, int64_t *out) {
         PyErr_Clear();
         return DECLINE;
     }
-    int status = exact_int64(integer, out);
+    int status = read_int64(integer, out);
     Py_DECREF(integer);
-    return status;
-}
-
-static int set_int_attr(PyObject *object, PyObject *name, int64_t value) {
-    PyObject *boxed = PyLong_FromLongLong(value);
-    if (boxed == NULL) return -1;
-    int status = PyObject_SetAttr(object, name, boxed);
-    Py_DECREF(boxed);
     return status;
 }
 
@@ -172,7 +153,7 @@ static int continue_sweep(PyObject *sweep, int64_t length, PyObject *current, do
         PyObject *signed_step = step == NULL ? NULL : PyNumber_Multiply(step, direction);
         int back = signed_step == NULL ? -1 : PyObject_RichCompareBool(signed_step, zero, Py_LT);
         if (back == 0)
-            back = (set_int_attr(sweep, s_length, length + 1) < 0 || set_anchor(sweep, current, now) < 0) ? -1 : 0;
+            back = (set_int64_attr(sweep, s_length, length + 1) < 0 || set_anchor(sweep, current, now) < 0) ? -1 : 0;
         Py_XDECREF(signed_step);
         Py_XDECREF(step);
         Py_XDECREF(direction);
@@ -188,7 +169,7 @@ static int continue_sweep(PyObject *sweep, int64_t length, PyObject *current, do
         result = -1;
         goto done;
     }
-    result = set_int_attr(sweep, s_misses, misses + 1) < 0 ? -1 : (double)(misses + 1) <= max_interleaved;
+    result = set_int64_attr(sweep, s_misses, misses + 1) < 0 ? -1 : (double)(misses + 1) <= max_interleaved;
 done:
     Py_XDECREF(changed);
     Py_XDECREF(feature);
@@ -229,7 +210,7 @@ static int extend_sweep(PyObject *sweep, int64_t length, PyObject *previous, PyO
             }
             if (differs && name != NULL) { /* a second feature moved */
                 Py_DECREF(name);
-                return set_int_attr(sweep, s_length, 0);
+                return set_int64_attr(sweep, s_length, 0);
             }
             continue;
         }
@@ -240,7 +221,7 @@ static int extend_sweep(PyObject *sweep, int64_t length, PyObject *previous, PyO
                 : name == NULL ? 2 : PySequence_Contains(previous, name);
     if (known != 1) { /* an error; not the same features; or a repeated query, which neither extends nor breaks */
         Py_XDECREF(name);
-        return known < 0 ? -1 : known == 2 ? 0 : set_int_attr(sweep, s_length, 0);
+        return known < 0 ? -1 : known == 2 ? 0 : set_int64_attr(sweep, s_length, 0);
     }
     PyObject *then = PyObject_GetItem(previous, name), *now = Py_XNewRef(PyDict_GetItemWithError(current, name));
     if (then == NULL || now == NULL) {
@@ -266,7 +247,7 @@ static int extend_sweep(PyObject *sweep, int64_t length, PyObject *previous, PyO
         }
     }
     if (extends) {
-        if (set_int_attr(sweep, s_length, length + 1) < 0) goto done;
+        if (set_int64_attr(sweep, s_length, length + 1) < 0) goto done;
     } else if (PyObject_SetAttr(sweep, s_feature, name) < 0 || PyObject_SetAttr(sweep, s_direction, direction) < 0
                || PyObject_SetAttr(sweep, s_length, one) < 0 || PyObject_SetAttr(sweep, s_start_ts, last_ts) < 0
                || PyObject_SetAttr(sweep, s_first_value, then) < 0) {
@@ -322,7 +303,7 @@ static int take_population(Loop *loop) {
 static int population_count(Loop *loop, int64_t *out) {
     PyObject *counter = PyTuple_GET_ITEM(loop->population, 1);
     if (!PyList_CheckExact(counter) || PyList_GET_SIZE(counter) < 1) return DECLINE;
-    return exact_int64(PyList_GET_ITEM(counter, 0), out);
+    return read_int64(PyList_GET_ITEM(counter, 0), out);
 }
 
 /* extraction._learn_population: population[0].update(1.0 or 0.0); population[1][0] += 1. */
@@ -436,7 +417,7 @@ static int learn_principal(Run *run, Loop *loop, Py_ssize_t position, PyObject *
     Py_DECREF(appended);
     Py_CLEAR(entry);
     near_count += near;
-    if (set_int_attr(state, s_near, near_count) < 0) goto done;
+    if (set_int64_attr(state, s_near, near_count) < 0) goto done;
     if ((double)PyDict_GET_SIZE(features) <= run->max_features && learn_sweep(run, state, features, ts) < 0) goto done;
     if ((n = PyObject_Size(recent)) < 0) goto done;
     int boundary = 0;

@@ -129,39 +129,20 @@ static PyObject *judge(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     return Py_BuildValue("(nLLL)", row, seen, flagged, learned);
 }
 
-/* An exact int within 64 bits into *out: 1; 0 when it is not one; -1 on error. */
-static int exact_int64(PyObject *value, int64_t *out) {
-    if (!PyLong_CheckExact(value)) return 0;
-    int overflow = 0;
-    long long converted = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (converted == -1 && PyErr_Occurred()) return -1;
-    if (overflow) return 0;
-    *out = converted;
-    return 1;
-}
-
 /* An int attribute of our own state (always an exact int): -1 with a TypeError otherwise. */
 static int own_int(PyObject *object, PyObject *name, int64_t *out) {
     PyObject *value = PyObject_GetAttr(object, name);
     if (value == NULL) return -1;
-    int status = exact_int64(value, out);
+    int status = read_int64(value, out);
     Py_DECREF(value);
-    if (status == 0) PyErr_Format(PyExc_TypeError, "%R is not a 64-bit int", name);
-    return status == 1 ? 0 : -1;
+    if (status == 1) PyErr_Format(PyExc_TypeError, "%R is not a 64-bit int", name);
+    return status == 0 ? 0 : -1;
 }
 
-static int set_int(PyObject *object, PyObject *name, int64_t value) {
-    PyObject *boxed = PyLong_FromLongLong(value);
-    if (boxed == NULL) return -1;
-    int status = PyObject_SetAttr(object, name, boxed);
-    Py_DECREF(boxed);
-    return status;
-}
-
-/* ``bucket[index]`` of a window bucket (a list of exact ints): 1, 0 when not such, -1 on error. */
+/* ``bucket[index]`` of a window bucket (a list of exact ints), as ``read_int64``: 0, 1 when not such, -1 on error. */
 static int bucket_int(PyObject *bucket, Py_ssize_t index, int64_t *out) {
-    if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) <= index) return 0;
-    return exact_int64(PyList_GET_ITEM(bucket, index), out);
+    if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) <= index) return 1;
+    return read_int64(PyList_GET_ITEM(bucket, index), out);
 }
 
 /* The common case of a verdict in its principal's window: a normal event in the window's current
@@ -175,11 +156,11 @@ static int count_in_current_minute(PyObject *principal, PyObject *buckets, int64
     int status = -1;
     int64_t newest_minute = 0, oldest_minute = 0, count = 0, events = 0;
     if (oldest == NULL) goto done;
-    int usable = bucket_int(newest, 0, &newest_minute);
-    if (usable > 0) usable = bucket_int(oldest, 0, &oldest_minute);
-    if (usable > 0) usable = bucket_int(newest, 1, &count);
-    if (usable <= 0) { /* a bucket the Python loop filled with other numbers: the general path compares them */
-        status = usable;
+    int unread = bucket_int(newest, 0, &newest_minute);
+    if (unread == 0) unread = bucket_int(oldest, 0, &oldest_minute);
+    if (unread == 0) unread = bucket_int(newest, 1, &count);
+    if (unread != 0) { /* a bucket the Python loop filled with other numbers: the general path compares them */
+        status = unread < 0 ? -1 : 0;
         goto done;
     }
     if (newest_minute != minute || !(oldest_minute > minute - window_minutes) || count == INT64_MAX) {
@@ -188,7 +169,7 @@ static int count_in_current_minute(PyObject *principal, PyObject *buckets, int64
     }
     PyObject *counted = PyLong_FromLongLong(count + 1);
     if (counted == NULL || PyList_SetItem(newest, 1, counted) < 0) goto done;
-    if (own_int(principal, s_events, &events) < 0 || set_int(principal, s_events, events + 1) < 0) goto done;
+    if (own_int(principal, s_events, &events) < 0 || set_int64_attr(principal, s_events, events + 1) < 0) goto done;
     status = 1;
 done:
     Py_XDECREF(oldest);
@@ -270,11 +251,11 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
         if (name != Py_None) { /* its time first: a verdict left to Python is left whole */
             PyObject *ts_object = slots_get(&fields, event, F_TS);
             if (ts_object == NULL) PyErr_Clear(); /* Python reads it again, in its own order, and raises */
-            int usable = ts_object == NULL ? 0 : exact_int64(ts_object, &ts);
+            int unread = ts_object == NULL ? 1 : read_int64(ts_object, &ts);
             Py_XDECREF(ts_object);
-            if (usable <= 0) {
+            if (unread != 0) {
                 Py_DECREF(name);
-                if (usable < 0) goto fail;
+                if (unread < 0) goto fail;
                 break;
             }
             if (floor_divide(ts, minute_ms, &minute) < 0) {
@@ -317,7 +298,7 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
             Py_DECREF(principal);
             continue;
         }
-        if (set_int(detector, s_judged, judged) < 0 || set_int(detector, s_flagged, flagged) < 0) {
+        if (set_int64_attr(detector, s_judged, judged) < 0 || set_int64_attr(detector, s_flagged, flagged) < 0) {
             Py_DECREF(principal);
             goto fail;
         }
@@ -335,7 +316,7 @@ static PyObject *aggregate(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     /* done: the base rate's counts written back; left to Python: handed over, as the Python loop keeps them */
     if (index == PyList_GET_SIZE(verdicts)
-        && (set_int(detector, s_judged, judged) < 0 || set_int(detector, s_flagged, flagged) < 0))
+        && (set_int64_attr(detector, s_judged, judged) < 0 || set_int64_attr(detector, s_flagged, flagged) < 0))
         goto fail;
     Py_XDECREF(verdict);
     Py_DECREF(principals);

@@ -40,12 +40,11 @@ static PyObject *s_pending, *s_watermark, *s_keep_until, *s_front_id, *s_max_ent
 /* ``value`` as int64 into *out: 0; 1 (no exception: left to Python) when it is not an exact int or lies
  * beyond +-2**62; -1 on an error. */
 static int as_int64(PyObject *value, int64_t *out) {
-    if (!PyLong_CheckExact(value)) return 1;
-    int overflow = 0;
-    long long converted = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (converted == -1 && PyErr_Occurred()) return -1;
-    if (overflow || converted >= SAFE_TS || converted <= -SAFE_TS) return 1;
-    *out = (int64_t)converted;
+    int64_t converted = 0;
+    int status = read_int64(value, &converted);
+    if (status != 0) return status;
+    if (converted >= SAFE_TS || converted <= -SAFE_TS) return 1;
+    *out = converted;
     return 0;
 }
 
@@ -68,13 +67,6 @@ static int remembered_ts(JoinState *state, PyObject *prediction, int64_t *out) {
     return status ? -1 : 0;
 }
 
-static int set_int64_attr(PyObject *object, PyObject *name, int64_t value) {
-    PyObject *boxed = PyLong_FromLongLong(value);
-    if (boxed == NULL) return -1;
-    int status = PyObject_SetAttr(object, name, boxed);
-    Py_DECREF(boxed);
-    return status;
-}
 
 /* 0 loaded; 1 some number is not an int within +-2**62 (nothing held); -1 on error (nothing held). */
 static int load(JoinState *state, PyObject *join) {

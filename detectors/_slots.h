@@ -1,11 +1,13 @@
 /* Reading an object's fields straight from its slots: for the compiled detector loops, which read
- * the same few fields of every event (a slots dataclass such as PredictionEvent). Included by each
- * extension that needs it (static functions: one copy per module). */
+ * the same few fields of every event (a slots dataclass such as PredictionEvent); and reading and
+ * writing the 64-bit ints they keep in their own state. Included by each extension that needs it
+ * (static functions: one copy per module). */
 #ifndef MLSENTRY_SLOTS_H
 #define MLSENTRY_SLOTS_H
 
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 
 #define MAX_SLOT_FIELDS 8
 
@@ -50,6 +52,27 @@ static PyObject *slots_get(const SlotReader *reader, PyObject *object, int which
         if (value != NULL) return Py_NewRef(value);
     }
     return PyObject_GetAttr(object, reader->names[which]);
+}
+
+/* ``value`` as int64 into *out: 0; 1 (no exception: the caller leaves it to Python or complains) when it
+ * is not an exact int or does not fit in 64 bits; -1 on an error. */
+static inline int read_int64(PyObject *value, int64_t *out) {
+    if (!PyLong_CheckExact(value)) return 1;
+    int overflow = 0;
+    long long converted = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (converted == -1 && PyErr_Occurred()) return -1;
+    if (overflow) return 1;
+    *out = (int64_t)converted;
+    return 0;
+}
+
+/* ``object.<name> = value`` for an int64: 0, or -1 with an exception. */
+static inline int set_int64_attr(PyObject *object, PyObject *name, int64_t value) {
+    PyObject *boxed = PyLong_FromLongLong(value);
+    if (boxed == NULL) return -1;
+    int status = PyObject_SetAttr(object, name, boxed);
+    Py_DECREF(boxed);
+    return status;
 }
 
 #endif
