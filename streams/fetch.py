@@ -10,10 +10,10 @@ partition's record batches itself, with aiokafka's own compiled batch readers (C
 decompression, legacy formats), keeping only each message's offset and value.
 
 It reads aiokafka's fetcher internals (``Fetcher._records``, ``FetchResult``, ``PartitionRecords``)
-as they are in the pinned aiokafka 0.14: ``reads_whole_fetches`` checks that they are there and
-that the consumer reads uncommitted (read_committed needs aiokafka's aborted-transaction
-filtering), and the worker uses ``getmany`` otherwise or when ``MLSENTRY_FETCH_WHOLE_BATCHES`` is
-off. ``tests/integration/test_fetch.py`` compares the two readers message by message on a broker.
+as they are in the pinned aiokafka 0.14: ``reads_whole_fetches`` checks the version, that they are
+there, that no deserializer is set and that the consumer reads uncommitted (read_committed needs
+aiokafka's aborted-transaction filtering), and the worker uses ``getmany`` otherwise or when
+``MLSENTRY_FETCH_WHOLE_BATCHES`` is off. ``tests/integration/test_fetch.py`` compares the two readers message by message on a broker.
 
 A record batch that cannot be read (its CRC, a codec not installed) raises as it does in ``getmany``,
 after what other partitions read is handed out, and the partition is fetched again from its unchanged
@@ -27,8 +27,8 @@ import inspect
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 import aiokafka
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchError, FetchResult, PartitionRecords
 from aiokafka.errors import ConsumerStoppedError, CorruptRecordException
 
